@@ -1,0 +1,5 @@
+import sys
+
+from kubebyon.cli import main
+
+sys.exit(main())

@@ -1,0 +1,163 @@
+"""Start-up and shutdown of ``kubebyon serve``, in a fixed and visible order.
+
+Start:    settings -> secret key -> database (embedded or URL) -> migrations ->
+          bootstrap admin -> runtime (reconcilers, job workers) -> API -> READY.
+SIGTERM:  stop accepting HTTP -> stop claiming -> in-flight work finishes within the
+          grace period (then is cancelled) -> leases released -> pool closed ->
+          embedded PostgreSQL stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+
+from api.app import create_app
+from kubebyon.db.database import Database, connect
+from kubebyon.db.embedded import EmbeddedPostgres
+from kubebyon.db.migrate import migrate
+from kubebyon.db.users import create_first_admin
+from kubebyon.domain.passwords import hash_password, password_problem
+from kubebyon.health import HealthMonitor
+from kubebyon.runtime.driver import Runtime, new_owner_id
+from kubebyon.runtime.jobs import JobLoop
+from kubebyon.secretbox import SecretBox, load_or_create_keys
+from kubebyon.settings import Settings
+from kubebyon.systemd import notify
+from reconcilers import build_job_handlers, build_reconcilers
+
+log = structlog.get_logger("kubebyon.daemon")
+
+
+class StartupError(Exception):
+    """A condition an operator must fix; printed as one line, no traceback."""
+
+
+@dataclass
+class Resources:
+    db: Database
+    secrets: SecretBox
+
+
+@asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    """Open the database named by settings (or the embedded one) and apply migrations."""
+    embedded: EmbeddedPostgres | None = None
+    if settings.database_url is not None:
+        dsn = settings.database_url.get_secret_value()
+    else:
+        embedded = EmbeddedPostgres(settings.data_dir)
+        log.info("starting embedded PostgreSQL", pgdata=str(embedded.pgdata))
+        try:
+            dsn = await asyncio.to_thread(embedded.start)
+        except Exception as exc:
+            raise StartupError(f"embedded PostgreSQL did not start: {exc}") from exc
+    try:
+        try:
+            conn = await connect(dsn)
+        except (OSError, Exception) as exc:
+            raise StartupError(f"cannot connect to the database: {type(exc).__name__}: {exc}")
+        try:
+            version = conn.get_server_version()
+            if version.major < 14:
+                raise StartupError(f"PostgreSQL 14 or newer is required, found {version.major}")
+            applied = await migrate(conn)
+            if applied:
+                log.info("migrations applied", applied=applied)
+        finally:
+            await conn.close()
+        db = await Database.open(
+            dsn, min_size=settings.db_pool_min_size, max_size=settings.db_pool_max_size
+        )
+        try:
+            yield db
+        finally:
+            await db.close()
+    finally:
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+            log.info("embedded PostgreSQL stopped")
+
+
+async def bootstrap_admin(db: Database, settings: Settings) -> None:
+    email, password = settings.bootstrap_admin_email, settings.bootstrap_admin_password
+    if not email or password is None:
+        return
+    problem = password_problem(password.get_secret_value())
+    if problem:
+        raise StartupError(f"KUBEBYON_BOOTSTRAP_ADMIN_PASSWORD: {problem}")
+    user_id = await create_first_admin(db, email, hash_password(password.get_secret_value()))
+    if user_id:
+        log.info("bootstrap admin created", user_id=user_id, email=email)
+
+
+def build_runtime(db: Database, settings: Settings) -> Runtime:
+    owner = new_owner_id(settings.worker_id)
+    jobs = JobLoop(
+        db,
+        build_job_handlers(settings),
+        worker_id=owner,
+        lease_seconds=settings.lease_seconds,
+        idle_poll_seconds=settings.idle_poll_seconds,
+        max_attempts=settings.job_max_attempts,
+    )
+    return Runtime(
+        db,
+        build_reconcilers(settings),
+        extra_loops=[jobs],
+        owner=owner,
+        lease_seconds=settings.lease_seconds,
+        idle_poll_seconds=settings.idle_poll_seconds,
+    )
+
+
+async def serve(settings: Settings, *, api: bool = True) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    keys = load_or_create_keys(
+        settings.secret_key.get_secret_value() if settings.secret_key else None, settings.data_dir
+    )
+    SecretBox(keys)  # validated now; features that store secrets receive it
+    async with database(settings) as db:
+        await bootstrap_admin(db, settings)
+        runtime = build_runtime(db, settings)
+        await runtime.start()
+        monitor = HealthMonitor(
+            db,
+            runtime_health=lambda: runtime.health(max_tick_age=10.0),
+            host_cluster_configured=settings.kubeconfig_path is not None,
+        )
+        monitor_task = asyncio.create_task(monitor.run(), name="health-monitor")
+        runner: web.AppRunner | None = None
+        try:
+            if api:
+                runner = web.AppRunner(
+                    create_app(settings, db, monitor), access_log=None, handle_signals=False
+                )
+                await runner.setup()
+                host, port = settings.listen
+                try:
+                    await web.TCPSite(runner, host, port, shutdown_timeout=10).start()
+                except OSError as exc:
+                    raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+                log.info("api listening", address=f"{host}:{port}")
+            notify("READY=1")
+            log.info("kubebyon ready", owner=runtime.owner, api=api)
+            await stop.wait()
+            notify("STOPPING=1")
+            log.info("shutting down", grace_seconds=settings.shutdown_grace_seconds)
+        finally:
+            if runner is not None:
+                await runner.cleanup()
+            await runtime.stop(settings.shutdown_grace_seconds)
+            monitor_task.cancel()
+            await asyncio.gather(monitor_task, return_exceptions=True)
+    log.info("kubebyon stopped")

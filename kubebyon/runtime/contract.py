@@ -1,0 +1,53 @@
+"""The reconciler contract (DESIGN.md): one key in, reality converged, a Result out.
+
+Everything else — queueing, leases, retries with backoff, metrics — is the driver's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from kubebyon.db.database import Database
+
+
+@dataclass(frozen=True)
+class Result:
+    """``requeue_after``: look again in this many seconds (default: the resync interval).
+    ``status``: observed state worth keeping on the queue row (shown to operators)."""
+
+    requeue_after: float | None = None
+    status: dict[str, Any] | None = None
+
+
+class TemporaryError(Exception):
+    """Retry this key later with per-key exponential backoff and jitter."""
+
+
+class PermanentError(Exception):
+    """Record the error and stop retrying until desired state changes."""
+
+
+@dataclass
+class Context:
+    db: Database
+    key: str
+    attempt: int  # consecutive failures before this call
+    log: Any = field(default_factory=structlog.get_logger)
+    wake: Callable[[str, str], Any] | None = None  # wake(reconciler, key) for follow-up work
+
+
+class Reconciler(Protocol):
+    name: str
+    resync_interval: float
+    max_concurrency: int
+    timeout: float
+
+    def keys(self, db: Database) -> AsyncIterator[str]:
+        """Every key that should exist now (the resync safety net)."""
+        ...
+
+    async def reconcile(self, key: str, ctx: Context) -> Result: ...

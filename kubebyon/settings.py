@@ -1,0 +1,163 @@
+"""Process settings, read once from ``KUBEBYON_*`` environment variables.
+
+Runtime settings that admins edit in the console (public_base_url, OAuth, Stripe, ...)
+live in the ``system_settings`` table, not here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Names whose values never leave the process (``kubebyon config`` masks them).
+SECRET_FIELDS = frozenset({"database_url", "secret_key", "bootstrap_admin_password"})
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def parse_http_addr(value: str) -> tuple[str, int]:
+    """Split ``host:port``; the seed's ``:8080`` form means every interface."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ValueError(f"expected HOST:PORT or :PORT, got {value!r}")
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ValueError(f"port must be 1-65535, got {port}")
+    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - the seed's ":8080" binds all interfaces
+    return host, port
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="KUBEBYON_", extra="ignore", validate_default=True, frozen=True
+    )
+
+    http_addr: str = "127.0.0.1:8080"
+    database_url: SecretStr | None = None
+    data_dir: Path = Path(".kubebyon")
+    secret_key: SecretStr | None = None
+    bootstrap_admin_email: str | None = None
+    bootstrap_admin_password: SecretStr | None = None
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # Host Kubernetes and vCluster (seed).
+    kubeconfig_path: Path | None = None
+    vcluster_values_file: Path | None = None
+    managed_ingress_chart_version: str | None = None
+
+    # Browser security and rate limits (seed defaults).
+    cors_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    trusted_proxy_cidrs: Annotated[list[IPNetwork], NoDecode] = Field(default_factory=list)
+    join_rate_limit_window_seconds: float = Field(3, gt=0)
+    join_rate_limit_burst: int = Field(5, ge=1)
+    join_rate_limit_max_entries: int = Field(10000, ge=1)
+    auth_rate_limit_window_seconds: float = Field(30, gt=0)
+    auth_rate_limit_burst: int = Field(5, ge=1)
+    auth_rate_limit_max_entries: int = Field(5000, ge=1)
+
+    # Outbound base URLs: tests point these at local fakes.
+    cloudflare_api_base_url: str = "https://api.cloudflare.com/client/v4"
+    stripe_api_base_url: str = "https://api.stripe.com"
+    slack_api_base_url: str = "https://slack.com/api"
+    telegram_api_base_url: str = "https://api.telegram.org"
+    hcaptcha_verify_url: str = "https://api.hcaptcha.com/siteverify"
+
+    # Database pool and runtime tuning.
+    db_pool_min_size: int = Field(2, ge=1)
+    db_pool_max_size: int = Field(10, ge=1)
+    lease_seconds: float = Field(30, gt=0)
+    idle_poll_seconds: float = Field(2.0, gt=0)
+    shutdown_grace_seconds: float = Field(20, ge=0)
+    job_max_attempts: int = Field(5, ge=1)
+    worker_id: str | None = None
+
+    @field_validator("http_addr")
+    @classmethod
+    def _check_http_addr(cls, value: str) -> str:
+        parse_http_addr(value)
+        return value
+
+    @field_validator("cors_allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ValueError(f"origin {origin!r} must be '*' or start with http:// or https://")
+        return [origin.rstrip("/") for origin in value]
+
+    @field_validator("trusted_proxy_cidrs", mode="before")
+    @classmethod
+    def _parse_cidrs(cls, value: Any) -> Any:
+        networks = []
+        for item in _split_csv(value):
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP network in CIDR form") from None
+        return networks
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @property
+    def listen(self) -> tuple[str, int]:
+        return parse_http_addr(self.http_addr)
+
+    def masked(self) -> dict[str, str]:
+        """Effective configuration as ``KUBEBYON_NAME -> value`` with secrets masked."""
+        out: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name in SECRET_FIELDS:
+                text = "(set, hidden)" if value is not None else "(unset)"
+            elif value is None:
+                text = "(unset)"
+            elif isinstance(value, list):
+                text = ",".join(str(v) for v in value)
+            else:
+                text = str(value)
+            out[f"KUBEBYON_{name.upper()}"] = text
+        return out
+
+
+class ConfigurationError(Exception):
+    """Raised with one human-readable line per invalid setting."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            message = err["msg"].removeprefix("Value error, ")
+            lines.append(f"KUBEBYON_{field.upper()}: {message}")
+        raise ConfigurationError(lines) from None

@@ -1,0 +1,24 @@
+"""Every reconciler of the product, one module each; ``build`` is the registration list."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from kubebyon.runtime.contract import Reconciler
+from kubebyon.runtime.jobs import JobHandler
+from kubebyon.settings import Settings
+from reconcilers.job_leases import JobLeaseReconciler
+
+
+def build_reconcilers(settings: Settings) -> list[Reconciler]:
+    return [
+        JobLeaseReconciler(
+            max_attempts=settings.job_max_attempts,
+            interval=max(settings.lease_seconds / 2, 1.0),
+        ),
+    ]
+
+
+def build_job_handlers(settings: Settings) -> Mapping[str, JobHandler]:
+    """Job type -> handler. Cluster lifecycle handlers arrive with the cluster feature."""
+    return {}
