@@ -50,8 +50,17 @@ class RouteTable:
         def register(handler: Handler) -> Handler:
             self.routes.append(
                 RouteSpec(
-                    method, path, handler, summary, (self.tag,), request, response,
-                    response_content_type, auth, tuple(statuses), tuple(query),
+                    method,
+                    path,
+                    handler,
+                    summary,
+                    (self.tag,),
+                    request,
+                    response,
+                    response_content_type,
+                    auth,
+                    tuple(statuses),
+                    tuple(query),
                 )
             )
             return handler
@@ -70,8 +79,13 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
         for name in _path_params(spec.path)
     ]
     params += [
-        {"name": name, "in": "query", "required": False, "description": desc,
-         "schema": {"type": "string"}}
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": desc,
+            "schema": {"type": "string"},
+        }
         for name, desc in spec.query
     ]
     if params:

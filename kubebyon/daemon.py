@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import asyncpg
 import structlog
 from aiohttp import web
 
@@ -61,8 +62,10 @@ async def database(settings: Settings) -> AsyncIterator[Database]:
     try:
         try:
             conn = await connect(dsn)
-        except (OSError, Exception) as exc:
-            raise StartupError(f"cannot connect to the database: {type(exc).__name__}: {exc}")
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StartupError(
+                f"cannot connect to the database: {type(exc).__name__}: {exc}"
+            ) from None
         try:
             version = conn.get_server_version()
             if version.major < 14:

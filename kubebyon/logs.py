@@ -14,8 +14,19 @@ from typing import Any
 import structlog
 
 SECRET_KEY_PARTS = (
-    "password", "secret", "token", "authorization", "cookie", "session_id", "kubeconfig",
-    "api_key", "apikey", "verification_code", "dsn", "database_url", "private_key",
+    "password",
+    "secret",
+    "token",
+    "authorization",
+    "cookie",
+    "session_id",
+    "kubeconfig",
+    "api_key",
+    "apikey",
+    "verification_code",
+    "dsn",
+    "database_url",
+    "private_key",
 )
 
 

@@ -13,16 +13,23 @@ from kubebyon import __version__, metrics
 routes = RouteTable("operations")
 
 
-@routes.route("GET", "/healthz", summary="Health of this process", response=HealthResponse,
-              auth="none", statuses=(503,))
+@routes.route(
+    "GET",
+    "/healthz",
+    summary="Health of this process",
+    response=HealthResponse,
+    auth="none",
+    statuses=(503,),
+)
 async def healthz(request: web.Request) -> web.Response:
     healthy, checks = services(request).health.report()
     body = HealthResponse(status="ok" if healthy else "unavailable", checks=checks)
     return web.json_response(body.model_dump(), status=200 if healthy else 503)
 
 
-@routes.route("GET", "/metrics", summary="Prometheus metrics", auth="none",
-              response_content_type="text/plain")
+@routes.route(
+    "GET", "/metrics", summary="Prometheus metrics", auth="none", response_content_type="text/plain"
+)
 async def prometheus_metrics(request: web.Request) -> web.Response:
     await metrics.refresh_database_gauges(services(request).db)
     return web.Response(

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
 from kubebyon.db.queries import QUERIES, Queries
 
 WAKEUP_CHANNEL = "kubebyon_wakeup"
+# What repository functions accept: a plain connection or one borrowed from the pool.
+Conn: TypeAlias = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -50,7 +52,7 @@ class Database:
         await self.pool.close()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+    async def transaction(self) -> AsyncIterator[Conn]:
         async with self.pool.acquire() as conn, conn.transaction():
             yield conn
 

@@ -10,16 +10,17 @@ from typing import Any
 
 import asyncpg
 
+from kubebyon.db.database import Conn
 from kubebyon.db.queries import QUERIES as Q
 from kubebyon.domain.ids import new_id
 
 
-async def wake(conn: asyncpg.Connection, reconciler: str, key: str) -> None:
+async def wake(conn: Conn, reconciler: str, key: str) -> None:
     await conn.execute(Q.enqueue_key, reconciler, key)
 
 
 async def enqueue_operation(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     cluster_id: str,
     operation_type: str,

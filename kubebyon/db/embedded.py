@@ -23,9 +23,9 @@ class EmbeddedPostgres:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (systemd services, CI).
             warnings.simplefilter("ignore")
-            import pgserver
+            from pgserver import postgres_server
 
-            self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
+            self._server = postgres_server.get_server(self.pgdata, cleanup_mode="stop")
         uri: str = self._server.get_uri()
         return uri
 

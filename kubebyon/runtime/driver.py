@@ -126,7 +126,11 @@ class ReconcilerLoop(ClaimLoop):
                 ctx.log.warning("reconcile failed permanently", error=describe_error(exc))
                 await self.db.execute(
                     self.db.q.complete_permanent,
-                    self.name, item.key, self.owner, item.generation, describe_error(exc),
+                    self.name,
+                    item.key,
+                    self.owner,
+                    item.generation,
+                    describe_error(exc),
                 )
                 return
             except TimeoutError:
@@ -137,7 +141,7 @@ class ReconcilerLoop(ClaimLoop):
                 outcome = "temporary_error"
                 await self._retry(item, describe_error(exc))
                 return
-            except Exception as exc:  # noqa: BLE001 - a crash is recorded, never fatal
+            except Exception as exc:
                 outcome = "error"
                 ctx.log.exception("reconcile raised")
                 await self._retry(item, f"{type(exc).__name__}: {describe_error(exc)}")
@@ -149,7 +153,12 @@ class ReconcilerLoop(ClaimLoop):
             next_in = rec.resync_interval if result.requeue_after is None else result.requeue_after
             await self.db.execute(
                 self.db.q.complete_success,
-                self.name, item.key, self.owner, item.generation, max(next_in, 0.0), result.status,
+                self.name,
+                item.key,
+                self.owner,
+                item.generation,
+                max(next_in, 0.0),
+                result.status,
             )
         finally:
             metrics.RECONCILE_IN_FLIGHT.labels(self.name).dec()
@@ -166,8 +175,16 @@ class ReconcilerLoop(ClaimLoop):
         self.log.warning("reconcile failed; retrying", key=item.key, error=error, retry_in=delay)
         await self.db.execute(
             self.db.q.complete_retry,
-            self.name, item.key, self.owner, item.generation, delay, error,
+            self.name,
+            item.key,
+            self.owner,
+            item.generation,
+            delay,
+            error,
         )
+
+    async def release(self) -> None:
+        await self.db.fetch(self.db.q.release_leases, self.name, self.owner)
 
     async def resync(self) -> None:
         """List every key that should exist and make sure each has a queue row."""
@@ -184,7 +201,7 @@ class ReconcilerLoop(ClaimLoop):
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 self.log.warning("resync failed", error=str(exc))
                 delay = min(self.reconciler.resync_interval, 5.0)
-            except Exception:  # noqa: BLE001 - a broken keys() must not stop the others
+            except Exception:
                 self.log.exception("resync raised")
                 delay = min(self.reconciler.resync_interval, 30.0)
             await asyncio.sleep(delay)
@@ -214,9 +231,14 @@ class Runtime:
             if rec.name in self.loops or rec.name == "jobs":
                 raise ValueError(f"reconciler name {rec.name!r} is taken")
             self.loops[rec.name] = ReconcilerLoop(
-                rec, db, owner=self.owner, lease_seconds=lease_seconds,
-                idle_poll_seconds=idle_poll_seconds, backoff_base=backoff_base,
-                backoff_cap=backoff_cap, rng=rng,
+                rec,
+                db,
+                owner=self.owner,
+                lease_seconds=lease_seconds,
+                idle_poll_seconds=idle_poll_seconds,
+                backoff_base=backoff_base,
+                backoff_cap=backoff_cap,
+                rng=rng,
             )
         self.extra_loops: dict[str, ClaimLoop] = {loop.name: loop for loop in extra_loops}
         for loop in self.loops.values():
@@ -269,13 +291,14 @@ class Runtime:
             await coro
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - log with its name; the supervisor decides
+        except Exception:
             log.exception("background task crashed", task=name)
 
     def health(self, max_tick_age: float) -> dict[str, Any]:
         now = time.monotonic()
         stale = [
-            loop.name for loop in self._all_loops()
+            loop.name
+            for loop in self._all_loops()
             if now - loop.last_tick > max(max_tick_age, loop.idle_poll_seconds * 3)
         ]
         crashed = [t.get_name() for t in self._tasks if t.done()]
@@ -296,11 +319,13 @@ class Runtime:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        try:
-            released = await self.db.fetch(self.db.q.release_leases, self.owner)
-            for loop in self.extra_loops.values():
+        for loop in loops:
+            try:
                 await loop.release()
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("could not release leases; they expire on their own", error=str(exc))
-            released = []
-        log.info("runtime stopped", released_keys=len(released))
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning(
+                    "could not release leases; they expire on their own",
+                    loop=loop.name,
+                    error=str(exc),
+                )
+        log.info("runtime stopped", owner=self.owner)

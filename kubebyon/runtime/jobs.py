@@ -109,7 +109,7 @@ class JobLoop(ClaimLoop):
             except PermanentError as exc:
                 result = "failed"
                 await self._finish(job, "failed", describe_error(exc))
-            except Exception as exc:  # noqa: BLE001 - TemporaryError and crashes retry
+            except Exception as exc:
                 if not isinstance(exc, TemporaryError):
                     log.exception("job handler raised")
                 error = describe_error(exc)
@@ -121,7 +121,9 @@ class JobLoop(ClaimLoop):
                 else:
                     result = "retry"
                     delay = backoff_seconds(
-                        job["attempt_count"], base=self.backoff_base, cap=self.backoff_cap,
+                        job["attempt_count"],
+                        base=self.backoff_base,
+                        cap=self.backoff_cap,
                         rng=self.rng,
                     )
                     log.warning("job failed; retrying", error=error, retry_in=delay)
@@ -131,8 +133,9 @@ class JobLoop(ClaimLoop):
             else:
                 await self._finish(job, "succeeded", None)
         metrics.JOBS_FINISHED.labels(job["type"], result).inc()
-        log.info("job attempt finished", result=result,
-                 seconds=round(time.perf_counter() - started, 3))
+        log.info(
+            "job attempt finished", result=result, seconds=round(time.perf_counter() - started, 3)
+        )
 
     async def _finish(self, job: asyncpg.Record, status: str, error: str | None) -> None:
         await self.db.execute(self.db.q.finish_job, job["id"], self.worker_id, status, error)

@@ -108,7 +108,7 @@ class ClaimLoop(ABC):
             await self.process(item)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - one item must never take the loop down
+        except Exception:
             self.log.exception("unhandled error while recording an outcome", key=key)
         finally:
             self.inflight.pop(key, None)
@@ -133,8 +133,9 @@ class ClaimLoop(ABC):
                     self.on_lease_lost(key)
                     task.cancel()
 
+    @abstractmethod
     async def release(self) -> None:
-        """Give back what this process still holds at shutdown (default: nothing extra)."""
+        """Give back, due now, whatever this loop still holds (graceful shutdown)."""
 
     def on_lease_lost(self, key: str) -> None:
         self.log.warning("lease lost; cancelling work", key=key)

@@ -37,8 +37,8 @@ class WakeupListener:
     def stop(self) -> None:
         self._stopping.set()
 
-    def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        self._on_wake(payload)
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        self._on_wake(str(payload))
 
     async def run(self) -> None:
         delay = 0.2

@@ -99,8 +99,8 @@ WHERE reconciler = $1 AND key = $2 AND lease_owner = $3;
 -- Graceful shutdown: hand every key this process still holds back, due now.
 UPDATE reconcile_queue
 SET lease_owner = NULL, lease_expires_at = NULL, due_at = least(due_at, now())
-WHERE lease_owner = $1
-RETURNING reconciler, key;
+WHERE reconciler = $1 AND lease_owner = $2
+RETURNING key;
 
 -- name: next_due_seconds
 SELECT extract(epoch FROM min(t) - now())::float8 AS seconds
