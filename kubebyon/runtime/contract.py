@@ -17,10 +17,13 @@ from kubebyon.db.database import Database
 @dataclass(frozen=True)
 class Result:
     """``requeue_after``: look again in this many seconds (default: the resync interval).
-    ``status``: observed state worth keeping on the queue row (shown to operators)."""
+    ``status``: observed state worth keeping on the queue row (shown to operators).
+    ``forget``: the desired object is gone and cleaned up; drop the key from the queue
+    (kept when desired state changed meanwhile)."""
 
     requeue_after: float | None = None
     status: dict[str, Any] | None = None
+    forget: bool = False
 
 
 class TemporaryError(Exception):

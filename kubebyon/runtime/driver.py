@@ -148,6 +148,10 @@ class ReconcilerLoop(ClaimLoop):
                 return
             if not isinstance(result, Result):
                 result = Result()
+            if result.forget and await self.db.fetchval(
+                self.db.q.forget_key, self.name, item.key, self.owner, item.generation
+            ):
+                return
             if result.requeue_after is not None:
                 outcome = "requeue"
             next_in = rec.resync_interval if result.requeue_after is None else result.requeue_after
@@ -188,9 +192,8 @@ class ReconcilerLoop(ClaimLoop):
 
     async def resync(self) -> None:
         """List every key that should exist and make sure each has a queue row."""
-        listed_at = await self.db.fetchval("SELECT now()")
         keys = [key async for key in self.reconciler.keys(self.db)]
-        await self.db.fetchrow(self.db.q.sync_keys, self.name, keys, listed_at)
+        await self.db.execute(self.db.q.sync_keys, self.name, keys)
         self.wake()
 
     async def resync_forever(self) -> None:

@@ -15,24 +15,18 @@ WITH upsert AS (
 SELECT pg_notify('kubebyon_wakeup', $1);
 
 -- name: sync_keys
--- Resync safety net: make sure every key that should exist has a row (due now when new),
--- and forget rows whose key is gone and that nobody enqueued since the listing started.
-WITH listed AS (
-    SELECT unnest($2::text[]) AS key
-), inserted AS (
-    INSERT INTO reconcile_queue (reconciler, key)
-    SELECT $1, key FROM listed
-    ON CONFLICT (reconciler, key) DO NOTHING
-    RETURNING key
-), removed AS (
-    DELETE FROM reconcile_queue q
-    WHERE q.reconciler = $1
-      AND q.lease_owner IS NULL
-      AND q.enqueued_at < $3
-      AND NOT EXISTS (SELECT 1 FROM listed WHERE listed.key = q.key)
-    RETURNING key
-)
-SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT count(*) FROM removed) AS removed;
+-- Resync safety net: make sure every key that should exist has a row (due now when new).
+-- Rows are never deleted here (a listing races with writes); a reconcile that finds its
+-- object gone returns Result(forget=True) and the row goes through forget_key.
+INSERT INTO reconcile_queue (reconciler, key)
+SELECT $1, unnest($2::text[])
+ON CONFLICT (reconciler, key) DO NOTHING;
+
+-- name: forget_key
+-- Only when nothing was enqueued since the claim (the generation did not move).
+DELETE FROM reconcile_queue
+WHERE reconciler = $1 AND key = $2 AND lease_owner = $3 AND generation = $4
+RETURNING key;
 
 -- name: claim_keys
 -- Take due keys and keys whose lease expired (a crashed holder) in one statement.
