@@ -5,24 +5,61 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from api.auth import authenticate
+from api.browser import browser_security
 from api.middlewares import add_security_headers, observe
 from api.openapi import RouteTable
-from api.routes import health
-from api.state import SERVICES, Services
+from api.routes import auth, health
+from api.state import SERVICES, CaptchaVerifier, Services
 from kubebyon.db.database import Database
+from kubebyon.db.system_settings import SystemSettingsStore
+from kubebyon.domain.ratelimit import SlidingWindowLimiter
 from kubebyon.health import HealthMonitor
+from kubebyon.secretbox import SecretBox
 from kubebyon.settings import Settings
 
 MAX_BODY_BYTES = 1024 * 1024
 
-ROUTE_TABLES: list[RouteTable] = [health.routes]
+ROUTE_TABLES: list[RouteTable] = [health.routes, auth.routes]
 
 
-def create_app(settings: Settings, db: Database, health_monitor: HealthMonitor) -> web.Application:
-    app = web.Application(middlewares=[observe], client_max_size=MAX_BODY_BYTES)
-    app[SERVICES] = Services(settings, db, health_monitor, ROUTE_TABLES)
-    for table in ROUTE_TABLES:
+def build_services(
+    settings: Settings,
+    db: Database,
+    health_monitor: HealthMonitor,
+    secrets: SecretBox,
+    *,
+    captcha: CaptchaVerifier | None = None,
+) -> Services:
+    return Services(
+        settings=settings,
+        db=db,
+        health=health_monitor,
+        tables=ROUTE_TABLES,
+        secrets=secrets,
+        system_settings=SystemSettingsStore(db),
+        join_limiter=SlidingWindowLimiter(
+            window=settings.join_rate_limit_window_seconds,
+            burst=settings.join_rate_limit_burst,
+            max_entries=settings.join_rate_limit_max_entries,
+        ),
+        auth_limiter=SlidingWindowLimiter(
+            window=settings.auth_rate_limit_window_seconds,
+            burst=settings.auth_rate_limit_burst,
+            max_entries=settings.auth_rate_limit_max_entries,
+        ),
+        captcha=captcha,
+    )
+
+
+def create_app(services: Services) -> web.Application:
+    app = web.Application(
+        middlewares=[observe, browser_security, authenticate], client_max_size=MAX_BODY_BYTES
+    )
+    app[SERVICES] = services
+    for table in services.tables:
         for spec in table.routes:
-            app.router.add_route(spec.method, spec.path, spec.handler, name=None)
+            route = app.router.add_route(spec.method, spec.path, spec.handler)
+            services.policies[route] = spec.auth
     app.on_response_prepare.append(add_security_headers)
     return app

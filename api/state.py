@@ -1,15 +1,34 @@
-"""What request handlers may reach: typed application keys."""
+"""What request handlers may reach: one typed ``Services`` object per application."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
 
 from aiohttp import web
+from aiohttp.web_urldispatcher import AbstractRoute
 
 from api.openapi import RouteTable
 from kubebyon.db.database import Database
+from kubebyon.db.system_settings import SystemSettingsStore
+from kubebyon.domain.ratelimit import SlidingWindowLimiter
 from kubebyon.health import HealthMonitor
+from kubebyon.secretbox import SecretBox
 from kubebyon.settings import Settings
+
+
+class CaptchaVerifier(Protocol):
+    """hCaptcha's siteverify, called synchronously by login and registration."""
+
+    async def verify(
+        self, *, verify_url: str, secret: str, token: str, remote_ip: str | None
+    ) -> bool: ...
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -18,6 +37,16 @@ class Services:
     db: Database
     health: HealthMonitor
     tables: list[RouteTable]
+    secrets: SecretBox
+    system_settings: SystemSettingsStore
+    join_limiter: SlidingWindowLimiter
+    auth_limiter: SlidingWindowLimiter
+    captcha: CaptchaVerifier | None = None
+    now: Callable[[], datetime] = _utcnow
+    policies: dict[AbstractRoute, str] = field(default_factory=dict)
+
+    def route_policy(self, request: web.Request) -> str | None:
+        return self.policies.get(request.match_info.route)
 
 
 SERVICES = web.AppKey("services", Services)

@@ -19,7 +19,7 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from api.app import create_app
+from api.app import build_services, create_app
 from kubebyon.db.database import Database, connect
 from kubebyon.db.embedded import EmbeddedPostgres
 from kubebyon.db.migrate import migrate
@@ -128,7 +128,7 @@ async def serve(settings: Settings, *, api: bool = True) -> None:
     keys = load_or_create_keys(
         settings.secret_key.get_secret_value() if settings.secret_key else None, settings.data_dir
     )
-    SecretBox(keys)  # validated now; features that store secrets receive it
+    secrets = SecretBox(keys)
     async with database(settings) as db:
         await bootstrap_admin(db, settings)
         runtime = build_runtime(db, settings)
@@ -143,7 +143,9 @@ async def serve(settings: Settings, *, api: bool = True) -> None:
         try:
             if api:
                 runner = web.AppRunner(
-                    create_app(settings, db, monitor), access_log=None, handle_signals=False
+                    create_app(build_services(settings, db, monitor, secrets)),
+                    access_log=None,
+                    handle_signals=False,
                 )
                 await runner.setup()
                 host, port = settings.listen

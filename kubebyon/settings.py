@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     telegram_api_base_url: str = "https://api.telegram.org"
     hcaptcha_verify_url: str = "https://api.hcaptcha.com/siteverify"
 
+    # Sessions: sliding expiry after inactivity, capped by an absolute lifetime.
+    session_idle_hours: float = Field(168, gt=0)
+    session_max_hours: float = Field(720, gt=0)
+
     # Database pool and runtime tuning.
     db_pool_min_size: int = Field(2, ge=1)
     db_pool_max_size: int = Field(10, ge=1)

@@ -6,12 +6,15 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from cryptography.fernet import Fernet
 
-from api.app import create_app
+from api.app import build_services, create_app
 from kubebyon import logs
 from kubebyon.db.database import Database
 from kubebyon.health import HealthMonitor
+from kubebyon.secretbox import SecretBox
 from kubebyon.settings import Settings
 
 SECURITY_HEADERS = {
@@ -19,6 +22,11 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "strict-origin-when-cross-origin",
     "X-Frame-Options": "DENY",
 }
+
+
+def make_app(db: Database, monitor: HealthMonitor) -> web.Application:
+    box = SecretBox([Fernet.generate_key()])
+    return create_app(build_services(Settings(), db, monitor, box))
 
 
 @pytest.fixture
@@ -30,7 +38,7 @@ async def monitor(db: Database) -> HealthMonitor:
 
 @pytest.fixture
 async def client(db: Database, monitor: HealthMonitor) -> AsyncIterator[TestClient]:
-    app = create_app(Settings(), db, monitor)
+    app = make_app(db, monitor)
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 
@@ -51,7 +59,7 @@ async def test_healthz_is_503_naming_the_database_when_it_is_unreachable(
 ) -> None:
     broken = await Database.open(dsn, min_size=1, max_size=1)
     health = HealthMonitor(broken, runtime_health=lambda: {"ok": True})
-    app = create_app(Settings(), broken, health)
+    app = make_app(broken, health)
     async with TestClient(TestServer(app)) as test_client:
         await health.probe_database()
         assert (await test_client.get("/healthz")).status == 200
@@ -68,7 +76,7 @@ async def test_healthz_is_503_naming_the_database_when_it_is_unreachable(
 async def test_healthz_is_503_when_the_reconciler_loops_stall(db: Database) -> None:
     health = HealthMonitor(db, runtime_health=lambda: {"ok": False, "stale_loops": ["vcluster"]})
     await health.probe_database()
-    async with TestClient(TestServer(create_app(Settings(), db, health))) as test_client:
+    async with TestClient(TestServer(make_app(db, health))) as test_client:
         response = await test_client.get("/healthz")
         body = await response.json()
     assert response.status == 503
@@ -89,9 +97,13 @@ async def test_security_headers_on_every_response(
 
 
 async def test_errors_use_the_console_envelope(client: TestClient) -> None:
-    missing = await client.get("/api/console/nothing-here")
+    missing = await client.get("/api/nothing-here")
     assert missing.status == 404
     assert (await missing.json())["error"]["code"] == "not_found"
+    # The console's surface is not revealed to anonymous callers.
+    hidden = await client.get("/api/console/nothing-here")
+    assert hidden.status == 401
+    assert (await hidden.json())["error"]["code"] == "unauthenticated"
     wrong_method = await client.delete("/healthz")
     assert wrong_method.status == 405
     assert "GET" in wrong_method.headers["Allow"]

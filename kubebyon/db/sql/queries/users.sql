@@ -23,3 +23,9 @@ SELECT * FROM users WHERE lower(email) = lower($1) AND status <> 'deleted';
 -- name: set_user_admin_password
 UPDATE users SET password_hash = $2, role = 'admin', updated_at = now()
 WHERE id = $1 RETURNING *;
+
+-- name: get_user
+SELECT * FROM users WHERE id = $1 AND status <> 'deleted';
+
+-- name: record_login
+UPDATE users SET last_login_at = now() WHERE id = $1;
