@@ -9,7 +9,17 @@ from api.auth import authenticate
 from api.browser import browser_security
 from api.middlewares import add_security_headers, observe
 from api.openapi import RouteTable
-from api.routes import auth, health
+from api.routes import (
+    activities,
+    admin_users,
+    api_keys,
+    auth,
+    health,
+    profile,
+    registration,
+    sso,
+    system_settings,
+)
 from api.state import SERVICES, CaptchaVerifier, Services
 from kubebyon.db.database import Database
 from kubebyon.db.system_settings import SystemSettingsStore
@@ -20,7 +30,17 @@ from kubebyon.settings import Settings
 
 MAX_BODY_BYTES = 1024 * 1024
 
-ROUTE_TABLES: list[RouteTable] = [health.routes, auth.routes]
+ROUTE_TABLES: list[RouteTable] = [
+    health.routes,
+    auth.routes,
+    registration.routes,
+    sso.routes,
+    profile.routes,
+    api_keys.routes,
+    activities.routes,
+    admin_users.routes,
+    system_settings.routes,
+]
 
 
 def build_services(

@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Literal
 
 from asyncpg import Record
-
 from pydantic import BaseModel, ConfigDict, Field
 
 
