@@ -18,9 +18,12 @@ Usage::
 
 What is NOT modelled: controllers (no pods for deployments, no garbage collection
 via ownerReferences, no scheduling, no kubelet), admission, RBAC, defaulting
-beyond a few fields, API-version conversion, strategic-merge list semantics
-(strategic merge patch is applied as a JSON merge patch), field ownership of
-server-side apply (apply is a create-or-merge-patch).
+beyond a few fields, API-version conversion, field ownership of server-side
+apply (apply is a create-or-merge-patch), and the exact element order strategic
+merge produces.  Strategic merge patch knows the common list merge keys of the
+built-in types (containers/env/volumes by name, conditions by type, finalizers
+as a set, ...) and the ``$patch``/``$deleteFromPrimitiveList`` directives; like
+the real server it is refused (415) for custom resources.
 """
 
 from __future__ import annotations
@@ -29,14 +32,18 @@ import asyncio
 import base64
 import contextlib
 import copy
+import functools
+import ipaddress
 import json
 import random
 import re
+import ssl
+import tempfile
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +51,8 @@ import yaml
 from aiohttp import web
 
 JSON = dict[str, Any]
+
+DEFAULT_TOKEN = "fake-token"
 
 _ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 _STATUS_VERBS = ["get", "patch", "update"]
@@ -365,6 +374,109 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
+# Lists that strategic merge patch merges (instead of replacing) in the built-in
+# types: field name -> merge key (None: a list of scalars merged as a set).
+_SMP_MERGE_KEYS: dict[str, str | None] = {
+    "finalizers": None,
+    "podCIDRs": None,
+    "ownerReferences": "uid",
+    "containers": "name",
+    "initContainers": "name",
+    "ephemeralContainers": "name",
+    "env": "name",
+    "volumes": "name",
+    "volumeMounts": "mountPath",
+    "volumeDevices": "devicePath",
+    "imagePullSecrets": "name",
+    "hostAliases": "ip",
+    "resourceClaims": "name",
+    "conditions": "type",
+    "ports": "port",
+}
+_CONTAINER_FIELDS = ("containers", "initContainers", "ephemeralContainers")
+
+
+def _smp_merge_key(path: tuple[str, ...]) -> tuple[bool, str | None]:
+    """(merge this list?, merge key) for the list at ``path`` (list indices omitted)."""
+    name = path[-1]
+    if name == "ports" and len(path) > 1 and path[-2] in _CONTAINER_FIELDS:
+        return True, "containerPort"
+    if path in (("status", "addresses"), ("secrets",)):  # Node addresses, SA secrets
+        return True, "type" if path[0] == "status" else "name"
+    if name in _SMP_MERGE_KEYS:
+        return True, _SMP_MERGE_KEYS[name]
+    return False, None
+
+
+def _strip_directives(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_directives(v) for k, v in value.items() if not k.startswith("$")}
+    if isinstance(value, list):
+        return [_strip_directives(v) for v in value if not (isinstance(v, dict) and "$patch" in v)]
+    return copy.deepcopy(value)
+
+
+def _smp_list(original: list[Any], patch: list[Any], path: tuple[str, ...]) -> list[Any]:
+    merge, key = _smp_merge_key(path)
+    if not merge or any(isinstance(i, dict) and i.get("$patch") == "replace" for i in patch):
+        return _strip_directives(patch)  # type: ignore[no-any-return]
+    if key is None:
+        return copy.deepcopy(original) + [v for v in patch if v not in original]
+    result = copy.deepcopy(original)
+    for item in patch:
+        if not isinstance(item, dict) or key not in item:
+            raise ApiError(
+                422, f"map: {item!r} does not contain declared merge key: {key}", "Invalid"
+            )
+        if item.get("$patch") == "delete":
+            result = [r for r in result if not (isinstance(r, dict) and r.get(key) == item[key])]
+            continue
+        for i, existing in enumerate(result):
+            if isinstance(existing, dict) and existing.get(key) == item[key]:
+                result[i] = strategic_merge_patch(existing, item, path)
+                break
+        else:
+            result.append(strategic_merge_patch({}, item, path))
+    return result
+
+
+def strategic_merge_patch(original: Any, patch: Any, path: tuple[str, ...] = ()) -> Any:
+    """Kubernetes strategic merge patch for the built-in types (see _SMP_MERGE_KEYS);
+    returns a new value (None when the patch deletes the map)."""
+    if not isinstance(patch, dict):
+        return _strip_directives(patch)
+    directive = patch.get("$patch")
+    if directive == "replace":
+        return _strip_directives(patch)
+    if directive == "delete":
+        return None
+    result = copy.deepcopy(original) if isinstance(original, dict) else {}
+    if isinstance(patch.get("$retainKeys"), list):
+        result = {k: v for k, v in result.items() if k in patch["$retainKeys"]}
+    for key, value in patch.items():
+        if key.startswith("$deleteFromPrimitiveList/"):
+            name = key.split("/", 1)[1]
+            if isinstance(result.get(name), list) and isinstance(value, list):
+                result[name] = [v for v in result[name] if v not in value]
+            continue
+        if key.startswith("$"):
+            continue  # $patch, $retainKeys, $setElementOrder/...: handled or order-only
+        old = result.get(key)
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, dict):
+            merged = strategic_merge_patch(old, value, (*path, key))
+            if merged is None:
+                result.pop(key, None)
+            else:
+                result[key] = merged
+        elif isinstance(value, list):
+            result[key] = _smp_list(old if isinstance(old, list) else [], value, (*path, key))
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
 def _pointer(path: str) -> list[str]:
     if path == "":
         return []
@@ -505,6 +617,42 @@ class _Watcher:
 # ------------------------------------------------------------------------- helpers
 
 
+@functools.cache
+def _self_signed_certificate(host: str) -> tuple[bytes, bytes]:
+    """(certificate PEM, key PEM) for ``host`` (an IP), made once per process."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake-kube-apiserver")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address(host)), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -521,6 +669,13 @@ def _age(timestamp: str | None) -> str:
     if secs < 2 * 86400:
         return f"{secs // 3600}h"
     return f"{secs // 86400}d"
+
+
+def _number(value: str | None, name: str) -> float:
+    try:
+        return float(value or 0)
+    except ValueError:
+        raise ApiError(400, f"invalid {name}: {value!r}") from None
 
 
 def _truthy(value: str | None) -> bool:
@@ -568,20 +723,23 @@ class FakeKubeAPI:
     def __init__(
         self,
         *,
-        token: str = "fake-token",
+        token: str = DEFAULT_TOKEN,
         namespaces: Iterable[str] = ("default", "kube-system"),
         history_limit: int = 10_000,
         bookmark_interval: float = 60.0,
         git_version: str = "v1.31.0",
+        tls: bool = False,
+        port: int = 0,
     ) -> None:
         self.token = token
+        self.tls = tls
         self.history_limit = history_limit
         self.bookmark_interval = bookmark_interval
         self.git_version = git_version
         self.request_count: Counter[tuple[str, str]] = Counter()
         self.requests: list[tuple[str, str]] = []  # (method, path?query) in arrival order
         self.host = "127.0.0.1"
-        self.port = 0
+        self.port = port  # 0: pick a free one; kept after stop() so start() reuses it
         self._types: dict[tuple[str, str, str], ResourceType] = {}
         self._store: dict[tuple[str, str], dict[tuple[str, str], JSON]] = {}
         self._rv = 0
@@ -593,6 +751,7 @@ class FakeKubeAPI:
         self._down = False
         self._runner: web.AppRunner | None = None
         self._clients: list[Any] = []
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
         for rt in _BUILTIN_TYPES:
             self._add_type(rt)
         for ns in namespaces:
@@ -606,6 +765,9 @@ class FakeKubeAPI:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+        for client in self._clients:
+            await client.close()
+        self._clients.clear()
 
     async def start(self) -> None:
         app = web.Application(client_max_size=16 * 1024 * 1024)
@@ -614,31 +776,47 @@ class FakeKubeAPI:
             app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
+        ssl_context = None
+        if self.tls:
+            self._tmp = tempfile.TemporaryDirectory(prefix="fake-kube-")
+            cert_file, key_file = Path(self._tmp.name, "tls.crt"), Path(self._tmp.name, "tls.key")
+            cert_pem, key_pem = _self_signed_certificate(self.host)
+            cert_file.write_bytes(cert_pem)
+            key_file.write_bytes(key_pem)
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_context.load_cert_chain(cert_file, key_file)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=ssl_context)
         await site.start()
         self.port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:
-        for client in self._clients:
-            await client.close()
-        self._clients.clear()
+        """Stop serving (state is kept; :meth:`start` serves it again on the same port),
+        e.g. to simulate an apiserver crash: clients get connection errors meanwhile."""
         self.drop_watches()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     # ------------------------------------------------------------- client config
 
     def kubeconfig_dict(self, *, token: str | None = None, namespace: str = "default") -> JSON:
-        """A kubeconfig (as a dict) pointing at this server with a bearer token."""
+        """A kubeconfig (as a dict) pointing at this server with a bearer token (and,
+        with ``tls=True``, the server's self-signed certificate as the CA)."""
+        cluster: JSON = {"server": self.url}
+        if self.tls:
+            cert_pem = _self_signed_certificate(self.host)[0]
+            cluster["certificate-authority-data"] = base64.b64encode(cert_pem).decode()
         return {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "clusters": [{"name": "fake", "cluster": cluster}],
             "users": [{"name": "fake", "user": {"token": token or self.token}}],
             "contexts": [
                 {
@@ -657,7 +835,8 @@ class FakeKubeAPI:
         return path
 
     async def api_client(self, *, token: str | None = None) -> Any:
-        """A ``kubernetes_asyncio.client.ApiClient`` for this server (closed on stop)."""
+        """A ``kubernetes_asyncio.client.ApiClient`` for this server (closed when the
+        ``async with`` block ends)."""
         from kubernetes_asyncio import config
 
         client = await config.new_client_from_config_dict(self.kubeconfig_dict(token=token))
@@ -813,9 +992,10 @@ class FakeKubeAPI:
     # ------------------------------------------------------- direct helpers
 
     def get(self, resource: str, name: str, namespace: str | None = None) -> JSON | None:
-        """The stored object (a copy) or None.  No HTTP, not counted."""
+        """The stored object (a copy) or None; namespaced kinds default to "default".
+        No HTTP, not counted."""
         rt = self._resolve(resource)
-        obj = self._store[rt.key].get(((namespace or "") if rt.namespaced else "", name))
+        obj = self._store[rt.key].get(((namespace or "default") if rt.namespaced else "", name))
         return copy.deepcopy(obj) if obj is not None else None
 
     def objects(
@@ -839,7 +1019,9 @@ class FakeKubeAPI:
 
     def put_object(self, obj: JSON) -> JSON:
         """Create or overwrite an object from its apiVersion/kind, bypassing validation,
-        conflicts and status rules (status is kept).  Emits ADDED/MODIFIED; returns a copy."""
+        conflicts, finalizer and status rules: what you give is stored (a given uid,
+        creationTimestamp or deletionTimestamp is kept; namespaced kinds default to
+        "default").  Emits ADDED/MODIFIED and bumps the resourceVersion; returns a copy."""
         rt = self._type_for(obj)
         new = copy.deepcopy(obj)
         meta = _meta(new)
@@ -849,7 +1031,11 @@ class FakeKubeAPI:
             meta["namespace"] = ns
         old = self._store[rt.key].get((ns, name))
         if old is None:
-            self._fill_new_metadata(rt, new)
+            new["apiVersion"], new["kind"] = rt.api_version, rt.kind
+            meta.setdefault("uid", str(uuid.uuid4()))
+            meta.setdefault("creationTimestamp", _now())
+            meta.setdefault("generation", 1)
+            self._apply_defaults(rt, new)
             self._commit(rt, "ADDED", new, None)
         else:
             for keep in ("uid", "creationTimestamp"):
@@ -859,9 +1045,10 @@ class FakeKubeAPI:
         return copy.deepcopy(new)
 
     def delete_object(self, resource: str, name: str, namespace: str | None = None) -> bool:
-        """Remove an object now, ignoring finalizers (emits DELETED).  False if absent."""
+        """Remove an object now, ignoring finalizers (emits DELETED; a namespace takes its
+        contents with it).  Namespaced kinds default to "default".  False if absent."""
         rt = self._resolve(resource)
-        old = self._store[rt.key].get(((namespace or "") if rt.namespaced else "", name))
+        old = self._store[rt.key].get(((namespace or "default") if rt.namespaced else "", name))
         if old is None:
             return False
         self._remove(rt, old)
@@ -888,6 +1075,14 @@ class FakeKubeAPI:
         meta.setdefault("generation", 1)
         for transient in ("deletionTimestamp", "deletionGracePeriodSeconds"):
             meta.pop(transient, None)
+        self._apply_defaults(rt, obj)
+
+    @staticmethod
+    def _apply_defaults(rt: ResourceType, obj: JSON) -> None:
+        meta = obj["metadata"]
+        for omit_empty in ("labels", "annotations", "finalizers", "ownerReferences"):
+            if omit_empty in meta and not meta[omit_empty]:
+                del meta[omit_empty]  # the real server drops them (Go omitempty)
         if rt.kind == "Namespace":
             obj.setdefault("status", {}).setdefault("phase", "Active")
         elif rt.kind == "Pod":
@@ -1035,10 +1230,12 @@ class FakeKubeAPI:
             return web.json_response(self._replace(rt, key, body, sub, dry_run))
         if method == "PATCH":
             body = await self._body(request)
-            return web.json_response(self._patch(request, rt, key, body, sub, dry_run))
+            created = key not in self._store[rt.key]  # only apply patches may create
+            result = self._patch(request, rt, key, body, sub, dry_run)
+            return web.json_response(result, status=201 if created else 200)
         if method == "DELETE" and sub is None:
             body = await self._body(request)
-            return web.json_response(self._delete(rt, key, body, query, dry_run))
+            return web.json_response(self._delete(rt, key, body, dry_run))
         raise ApiError(405, f"{method} is not supported here")
 
     async def _body(self, request: web.Request) -> Any:
@@ -1080,7 +1277,7 @@ class FakeKubeAPI:
                 for o in items
                 if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > start
             ]
-        limit = int(query.get("limit") or 0)
+        limit = int(_number(query.get("limit"), "limit"))
         if 0 < limit < len(items):
             last = items[limit - 1]["metadata"]
             state = {"rv": list_rv, "start": [last.get("namespace", ""), last["name"]]}
@@ -1248,21 +1445,23 @@ class FakeKubeAPI:
                     400, "json: cannot unmarshal object into Go value of type jsonpatch.Patch"
                 )
             patched = json_patch(old, body)
-        elif ctype in (
-            "application/merge-patch+json",
-            "application/strategic-merge-patch+json",
-            "application/apply-patch+yaml",
-        ):
+        elif ctype in ("application/merge-patch+json", "application/apply-patch+yaml"):
             if not isinstance(body, dict):
                 raise ApiError(400, "merge patch body must be a JSON object")
             patched = merge_patch(old, body)
+        elif ctype == "application/strategic-merge-patch+json" and not rt.custom:
+            if not isinstance(body, dict):
+                raise ApiError(400, "strategic merge patch body must be a JSON object")
+            patched = strategic_merge_patch(old, body)
         else:
+            accepted = "application/json-patch+json, application/merge-patch+json, "
+            accepted += "application/apply-patch+yaml"
+            if not rt.custom:
+                accepted += ", application/strategic-merge-patch+json"
             raise ApiError(
                 415,
-                f"the body of the request was in an unknown format - accepted "
-                f"media types include: application/json-patch+json, "
-                f"application/merge-patch+json, application/apply-patch+yaml, "
-                f"application/strategic-merge-patch+json (got {ctype})",
+                "the body of the request was in an unknown format - accepted media types "
+                f"include: {accepted}",
             )
         if not isinstance(patched, dict):
             raise ApiError(422, "patch did not produce an object", "Invalid")
@@ -1306,6 +1505,7 @@ class FakeKubeAPI:
             if fixed in old_meta:
                 meta[fixed] = old_meta[fixed]
         meta["resourceVersion"] = old_meta["resourceVersion"]
+        self._apply_defaults(rt, merged)
         if old_meta.get("deletionTimestamp"):
             added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
             if added:
@@ -1329,7 +1529,6 @@ class FakeKubeAPI:
         rt: ResourceType,
         key: tuple[str, str],
         body: Any,
-        query: Mapping[str, str],
         dry_run: bool,
     ) -> JSON:
         old = self._existing(rt, key)
@@ -1374,7 +1573,7 @@ class FakeKubeAPI:
         )
         for obj in list(victims):
             meta = obj["metadata"]
-            self._delete(rt, (meta.get("namespace", ""), meta["name"]), None, query, False)
+            self._delete(rt, (meta.get("namespace", ""), meta["name"]), None, False)
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
 
     # ----------------------------------------------------------------- watch
@@ -1393,7 +1592,7 @@ class FakeKubeAPI:
         rv_text = query.get("resourceVersion", "")
         if rv_text not in ("", "0") and not rv_text.isdigit():
             raise ApiError(400, f"invalid resource version: {rv_text!r}")
-        timeout = float(query.get("timeoutSeconds") or _DEFAULT_WATCH_TIMEOUT)
+        timeout = _number(query.get("timeoutSeconds"), "timeoutSeconds") or _DEFAULT_WATCH_TIMEOUT
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
 
@@ -1555,7 +1754,7 @@ class FakeKubeAPI:
     @staticmethod
     def _table(rt: ResourceType, data: JSON, include: str) -> JSON:
         """A ``meta.k8s.io/v1`` Table (Name, Age) as kubectl asks for."""
-        items = data["items"] if "items" in data else [data]
+        items = data.get("items", [data])
         rows = []
         for obj in items:
             meta = obj["metadata"]
@@ -1613,4 +1812,5 @@ __all__ = [
     "ResourceType",
     "json_patch",
     "merge_patch",
+    "strategic_merge_patch",
 ]
