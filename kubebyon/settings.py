@@ -121,6 +121,16 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} is not an IP network in CIDR form") from None
         return networks
 
+    @field_validator("kubeconfig_path", "vcluster_values_file")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        value = value.expanduser()
+        if not value.is_file():
+            raise ValueError(f"{value} is not a readable file")
+        return value
+
     @field_validator("data_dir")
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:

@@ -92,6 +92,17 @@ def test_settings_errors_are_one_line_per_variable(monkeypatch: pytest.MonkeyPat
     assert any("'not-a-cidr' is not an IP network" in line for line in info.value.lines)
 
 
+def test_missing_host_files_are_configuration_errors(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("KUBEBYON_KUBECONFIG_PATH", str(tmp_path / "missing.yaml"))
+    with pytest.raises(ConfigurationError) as info:
+        load_settings()
+    assert info.value.lines == [
+        f"KUBEBYON_KUBECONFIG_PATH: {tmp_path / 'missing.yaml'} is not a readable file"
+    ]
+
+
 def test_settings_defaults_match_the_seed(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("KUBEBYON_HTTP_ADDR", "KUBEBYON_DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
