@@ -24,7 +24,7 @@ from kubebyon.db.database import Database, connect
 from kubebyon.db.embedded import EmbeddedPostgres
 from kubebyon.db.migrate import migrate
 from kubebyon.db.users import create_first_admin
-from kubebyon.domain.passwords import hash_password, password_problem
+from kubebyon.domain.passwords import hash_password
 from kubebyon.health import HealthMonitor
 from kubebyon.runtime.driver import Runtime, new_owner_id
 from kubebyon.runtime.jobs import JobLoop
@@ -92,9 +92,6 @@ async def bootstrap_admin(db: Database, settings: Settings) -> None:
     email, password = settings.bootstrap_admin_email, settings.bootstrap_admin_password
     if not email or password is None:
         return
-    problem = password_problem(password.get_secret_value())
-    if problem:
-        raise StartupError(f"KUBEBYON_BOOTSTRAP_ADMIN_PASSWORD: {problem}")
     user_id = await create_first_admin(db, email, hash_password(password.get_secret_value()))
     if user_id:
         log.info("bootstrap admin created", user_id=user_id, email=email)
@@ -109,6 +106,7 @@ def build_runtime(db: Database, settings: Settings) -> Runtime:
         lease_seconds=settings.lease_seconds,
         idle_poll_seconds=settings.idle_poll_seconds,
         max_attempts=settings.job_max_attempts,
+        max_concurrency=settings.job_concurrency,
     )
     return Runtime(
         db,
@@ -150,7 +148,9 @@ async def serve(settings: Settings, *, api: bool = True) -> None:
                 await runner.setup()
                 host, port = settings.listen
                 try:
-                    await web.TCPSite(runner, host, port, shutdown_timeout=10).start()
+                    await web.TCPSite(
+                        runner, host, port, shutdown_timeout=settings.http_shutdown_seconds
+                    ).start()
                 except OSError as exc:
                     raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
                 log.info("api listening", address=f"{host}:{port}")

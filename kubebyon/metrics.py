@@ -124,6 +124,7 @@ BUILD_INFO = Info("kubebyon_build", "Version of the running KubeBYON.", registry
 BUILD_INFO.info({"version": __version__, "python": platform.python_version()})
 
 JOB_STATUSES = ("pending", "running", "succeeded", "failed")
+_SEEN_RECONCILERS: set[str] = set()
 
 
 async def refresh_database_gauges(db: Database, deadline: float = 2.0) -> bool:
@@ -137,8 +138,18 @@ async def refresh_database_gauges(db: Database, deadline: float = 2.0) -> bool:
             jobs = await db.fetch(db.q.job_counts)
     except Exception:  # noqa: BLE001 - a scrape must not fail
         return False
+    absent = _SEEN_RECONCILERS - {row["reconciler"] for row in queue}
+    for name in absent:  # every row of it is gone: report zero, not the last value
+        for gauge in (
+            RECONCILE_QUEUE_DEPTH,
+            RECONCILE_OLDEST_DUE,
+            RECONCILE_LEASED,
+            RECONCILE_STOPPED,
+        ):
+            gauge.labels(name).set(0)
     for row in queue:
         name = row["reconciler"]
+        _SEEN_RECONCILERS.add(name)
         RECONCILE_QUEUE_DEPTH.labels(name).set(row["due"])
         RECONCILE_OLDEST_DUE.labels(name).set(row["oldest_due_seconds"])
         RECONCILE_LEASED.labels(name).set(row["leased"])

@@ -33,7 +33,15 @@ def load_or_create_keys(configured: str | None, data_dir: Path) -> list[bytes]:
         return keys
     path = data_dir / "secret.key"
     if path.exists():
-        return [path.read_bytes().strip()]
+        key = path.read_bytes().strip()
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            raise SecretKeyError(
+                f"{path} is not a valid secret key; restore it from backup (secrets encrypted "
+                "with it cannot be read without it)"
+            ) from None
+        return [key]
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = Fernet.generate_key()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

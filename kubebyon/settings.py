@@ -15,8 +15,12 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from kubebyon.domain.passwords import password_problem
+from kubebyon.domain.validation import email_problem, normalize_email
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -44,7 +48,11 @@ def parse_http_addr(value: str) -> tuple[str, int]:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="KUBEBYON_", extra="ignore", validate_default=True, frozen=True
+        env_prefix="KUBEBYON_",
+        extra="ignore",
+        validate_default=True,
+        frozen=True,
+        env_ignore_empty=True,  # KUBEBYON_X= means "unset", as operators expect
     )
 
     http_addr: str = "127.0.0.1:8080"
@@ -89,6 +97,8 @@ class Settings(BaseSettings):
     idle_poll_seconds: float = Field(2.0, gt=0)
     shutdown_grace_seconds: float = Field(20, ge=0)
     job_max_attempts: int = Field(5, ge=1)
+    job_concurrency: int = Field(4, ge=1)
+    http_shutdown_seconds: float = Field(10, ge=0)
     worker_id: str | None = None
 
     @field_validator("http_addr")
@@ -136,12 +146,33 @@ class Settings(BaseSettings):
     def _absolute_data_dir(cls, value: Path) -> Path:
         return value.expanduser().absolute()
 
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Settings:
+        if self.db_pool_min_size > self.db_pool_max_size:
+            raise ValueError("KUBEBYON_DB_POOL_MIN_SIZE must not exceed KUBEBYON_DB_POOL_MAX_SIZE")
+        email, password = self.bootstrap_admin_email, self.bootstrap_admin_password
+        if (email is None) != (password is None):
+            raise ValueError(
+                "set both KUBEBYON_BOOTSTRAP_ADMIN_EMAIL and KUBEBYON_BOOTSTRAP_ADMIN_PASSWORD, "
+                "or neither"
+            )
+        if email is not None and (problem := email_problem(email)):
+            raise ValueError(f"KUBEBYON_BOOTSTRAP_ADMIN_EMAIL: {problem}")
+        if password is not None and (problem := password_problem(password.get_secret_value())):
+            raise ValueError(f"KUBEBYON_BOOTSTRAP_ADMIN_PASSWORD: {problem}")
+        return self
+
+    @field_validator("bootstrap_admin_email")
+    @classmethod
+    def _normalize_admin_email(cls, value: str | None) -> str | None:
+        return normalize_email(value) if value else value
+
     @property
     def listen(self) -> tuple[str, int]:
         return parse_http_addr(self.http_addr)
 
     def masked(self) -> dict[str, str]:
-        """Effective configuration as ``KUBEBYON_NAME -> value`` with secrets masked."""
+        """Effective configuration, variable name to value, with secrets masked."""
         out: dict[str, str] = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
@@ -171,7 +202,9 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "?"
             message = err["msg"].removeprefix("Value error, ")
-            lines.append(f"KUBEBYON_{field.upper()}: {message}")
+            if err["loc"]:
+                lines.append(f"KUBEBYON_{str(err['loc'][0]).upper()}: {message}")
+            else:  # a rule across several variables names them itself
+                lines.append(message)
         raise ConfigurationError(lines) from None

@@ -13,6 +13,7 @@ from kubebyon.domain.ids import has_prefix, new_id
 from kubebyon.domain.passwords import hash_password, password_problem, verify_password
 from kubebyon.logs import redact
 from kubebyon.runtime.backoff import backoff_seconds
+from kubebyon.secretbox import SecretKeyError, load_or_create_keys
 from kubebyon.settings import ConfigurationError, load_settings, parse_http_addr
 
 
@@ -90,6 +91,38 @@ def test_settings_errors_are_one_line_per_variable(monkeypatch: pytest.MonkeyPat
         "KUBEBYON_TRUSTED_PROXY_CIDRS",
     ]
     assert any("'not-a-cidr' is not an IP network" in line for line in info.value.lines)
+
+
+def test_rules_across_variables_and_empty_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBEBYON_DATABASE_URL", "")  # empty means unset: embedded database
+    monkeypatch.setenv("KUBEBYON_DB_POOL_MIN_SIZE", "20")
+    monkeypatch.setenv("KUBEBYON_BOOTSTRAP_ADMIN_EMAIL", "admin@example.com")
+    with pytest.raises(ConfigurationError) as info:
+        load_settings()
+    assert info.value.lines == [
+        "KUBEBYON_DB_POOL_MIN_SIZE must not exceed KUBEBYON_DB_POOL_MAX_SIZE"
+    ]
+    monkeypatch.delenv("KUBEBYON_DB_POOL_MIN_SIZE")
+    with pytest.raises(ConfigurationError, match="set both KUBEBYON_BOOTSTRAP_ADMIN_EMAIL"):
+        load_settings()
+    monkeypatch.setenv("KUBEBYON_BOOTSTRAP_ADMIN_PASSWORD", "short")
+    with pytest.raises(ConfigurationError, match="at least 10 characters"):
+        load_settings()
+    monkeypatch.setenv("KUBEBYON_BOOTSTRAP_ADMIN_PASSWORD", "long-enough-password")
+    monkeypatch.setenv("KUBEBYON_BOOTSTRAP_ADMIN_EMAIL", "Admin@EXAMPLE.com")
+    settings = load_settings()
+    assert settings.database_url is None
+    assert settings.bootstrap_admin_email == "Admin@example.com"
+
+
+def test_corrupt_secret_key_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "secret.key").write_text("not a key\n")
+    with pytest.raises(SecretKeyError, match="not a valid secret key"):
+        load_or_create_keys(None, tmp_path)
+    fresh = tmp_path / "fresh"
+    keys = load_or_create_keys(None, fresh)
+    assert load_or_create_keys(None, fresh) == keys  # generated once, then reused
+    assert (fresh / "secret.key").stat().st_mode & 0o777 == 0o600
 
 
 def test_missing_host_files_are_configuration_errors(
