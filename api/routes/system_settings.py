@@ -72,6 +72,7 @@ async def put_system_settings(request: web.Request) -> web.Response:
             action="update",
             message=_audit_message(stored, merged, secrets_changed),
         )
+    svc.system_settings.invalidate()  # after commit: no read can cache the old document
     row = await db.fetchrow(db.q.get_system_settings)
     assert row is not None
     return _json(SystemSettings.model_validate(row["document"]), row)

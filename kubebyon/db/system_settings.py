@@ -32,8 +32,14 @@ class SystemSettingsStore:
         return settings
 
     async def put(self, conn: Conn, settings: SystemSettings, updated_by: str | None) -> None:
-        """Write inside the caller's transaction (which also writes the audit event)."""
+        """Write inside the caller's transaction (which also writes the audit event);
+        call ``invalidate`` again once it has committed, so that no read made meanwhile
+        keeps the old document cached."""
         await conn.execute(
             self.db.q.put_system_settings, settings.model_dump(mode="json"), updated_by
         )
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        """Other replicas see the change when their cache expires (``ttl`` seconds)."""
         self._cached = None
