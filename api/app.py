@@ -20,7 +20,7 @@ from api.routes import (
     sso,
     system_settings,
 )
-from api.state import SERVICES, CaptchaVerifier, Services
+from api.state import SERVICES, CaptchaVerifier, OAuthClient, Services
 from kubebyon.db.database import Database
 from kubebyon.db.system_settings import SystemSettingsStore
 from kubebyon.domain.ratelimit import SlidingWindowLimiter
@@ -50,6 +50,7 @@ def build_services(
     secrets: SecretBox,
     *,
     captcha: CaptchaVerifier | None = None,
+    oauth: OAuthClient | None = None,
 ) -> Services:
     return Services(
         settings=settings,
@@ -69,6 +70,7 @@ def build_services(
             max_entries=settings.auth_rate_limit_max_entries,
         ),
         captcha=captcha,
+        oauth=oauth,
     )
 
 

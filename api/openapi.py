@@ -27,6 +27,8 @@ class RouteSpec:
     auth: str = "session"  # "none", "session", "admin", ...: read by the auth middleware
     statuses: tuple[int, ...] = ()
     query: tuple[tuple[str, str], ...] = ()  # (name, description)
+    success_status: int = 200
+    multipart_field: str | None = None  # a multipart/form-data upload with this file field
 
 
 @dataclass
@@ -46,21 +48,25 @@ class RouteTable:
         auth: str = "session",
         statuses: Iterable[int] = (),
         query: Iterable[tuple[str, str]] = (),
+        success_status: int = 200,
+        multipart_field: str | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.routes.append(
                 RouteSpec(
-                    method,
-                    path,
-                    handler,
-                    summary,
-                    (self.tag,),
-                    request,
-                    response,
-                    response_content_type,
-                    auth,
-                    tuple(statuses),
-                    tuple(query),
+                    method=method,
+                    path=path,
+                    handler=handler,
+                    summary=summary,
+                    tags=(self.tag,),
+                    request=request,
+                    response=response,
+                    response_content_type=response_content_type,
+                    auth=auth,
+                    statuses=tuple(statuses),
+                    query=tuple(query),
+                    success_status=success_status,
+                    multipart_field=multipart_field,
                 )
             )
             return handler
@@ -95,13 +101,27 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": _ref(spec.request)}},
         }
+    elif spec.multipart_field is not None:
+        field_schema = {"type": "string", "contentMediaType": "application/octet-stream"}
+        op["requestBody"] = {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": [spec.multipart_field],
+                        "properties": {spec.multipart_field: field_schema},
+                    }
+                }
+            },
+        }
     responses: dict[str, Any] = {}
     ok: dict[str, Any] = {"description": "OK"}
     if spec.response is not None:
         ok["content"] = {spec.response_content_type: {"schema": _ref(spec.response)}}
     elif spec.response_content_type != "application/json":
         ok["content"] = {spec.response_content_type: {"schema": {"type": "string"}}}
-    responses["200"] = ok
+    responses[str(spec.success_status)] = ok
     for status in spec.statuses:
         responses[str(status)] = {
             "description": "Error",

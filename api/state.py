@@ -13,7 +13,9 @@ from aiohttp.web_urldispatcher import AbstractRoute
 from api.openapi import RouteTable
 from kubebyon.db.database import Database
 from kubebyon.db.system_settings import SystemSettingsStore
+from kubebyon.domain.oauth import ExternalIdentity
 from kubebyon.domain.ratelimit import SlidingWindowLimiter
+from kubebyon.domain.system_settings import OAuthProviderConfig
 from kubebyon.health import HealthMonitor
 from kubebyon.secretbox import SecretBox
 from kubebyon.settings import Settings
@@ -25,6 +27,35 @@ class CaptchaVerifier(Protocol):
     async def verify(
         self, *, verify_url: str, secret: str, token: str, remote_ip: str | None
     ) -> bool: ...
+
+
+class OAuthClient(Protocol):
+    """The identity provider side of SSO sign-in (authorization URL, code exchange).
+
+    Raises ``kubebyon.domain.oauth.IdentityRejected`` when the provider's answer cannot be
+    used or trusted, ``ProviderUnavailable`` when the provider cannot be reached.
+    """
+
+    async def authorization_url(
+        self,
+        provider: OAuthProviderConfig,
+        *,
+        state: str,
+        nonce: str,
+        code_verifier: str,
+        redirect_uri: str,
+    ) -> str: ...
+
+    async def identify(
+        self,
+        provider: OAuthProviderConfig,
+        *,
+        client_secret: str,
+        code: str,
+        code_verifier: str,
+        redirect_uri: str,
+        nonce: str,
+    ) -> ExternalIdentity: ...
 
 
 def _utcnow() -> datetime:
@@ -42,6 +73,7 @@ class Services:
     join_limiter: SlidingWindowLimiter
     auth_limiter: SlidingWindowLimiter
     captcha: CaptchaVerifier | None = None
+    oauth: OAuthClient | None = None
     now: Callable[[], datetime] = _utcnow
     policies: dict[AbstractRoute, str] = field(default_factory=dict)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from bench import healthz_rps, reconcile_throughput, wakeup_latency
 from bench.common import SHORT_TMP, LogSink, Outcome, Postgres, out
 
+BENCHMARK_TIMEOUT = 150.0  # seconds: a benchmark that hangs is an error, not a long wait
 Runner = Callable[[Postgres, argparse.Namespace], Awaitable[Outcome]]
 
 BENCHMARKS: dict[str, tuple[str, Runner]] = {
@@ -46,7 +47,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="NAME",
         help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}",
     )
-    parser.add_argument("--rounds", type=int, default=2, help="alternations per benchmark")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations per benchmark")
     parser.add_argument("--samples", type=int, default=300, help="wake-ups to time")
     parser.add_argument("--requests", type=int, default=20_000, help="requests per HTTP run")
     parser.add_argument(
@@ -86,10 +87,14 @@ async def main(args: argparse.Namespace) -> int:
             out(f"== {title} ==")
             t0 = time.perf_counter()
             try:
-                outcome = await runner(pg, args)
+                async with asyncio.timeout(BENCHMARK_TIMEOUT):
+                    outcome = await runner(pg, args)
             except Exception as exc:  # noqa: BLE001 - report, go on, exit 1 at the end
                 traceback.print_exc()
-                outcome = Outcome(title, error=f"{type(exc).__name__}: {exc}")
+                error = f"{type(exc).__name__}: {exc}"
+                if isinstance(exc, TimeoutError):
+                    error = f"did not finish within {BENCHMARK_TIMEOUT:g} s"
+                outcome = Outcome(title, error=error)
                 out(f"  ERROR: {outcome.error}")
             outcomes.append(outcome)
             out(f"  ({time.perf_counter() - t0:.1f} s)")

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
-from bench.common import Outcome, Postgres, out
+from bench.common import Outcome, Postgres, cpu_seconds, out
 from kubebyon.db.database import Database, connect
+from kubebyon.db.queries import QUERIES
 from kubebyon.runtime.contract import Context, Result
 from kubebyon.runtime.driver import Runtime
 from kubebyon.settings import Settings
@@ -95,6 +98,36 @@ class Tally:
         return sum(n - 1 for n in self.per_key.values() if n > 1)
 
 
+QUERY_NAMES = {getattr(QUERIES, name): name for name in QUERIES.names()}
+
+
+class CountingDatabase(Database):
+    """The product's Database, counting the statements it runs by query name."""
+
+    def __init__(self, dsn: str, pool: asyncpg.Pool) -> None:
+        super().__init__(dsn, pool)
+        self.statements: collections.Counter[str] = collections.Counter()
+
+    def _count(self, sql: str) -> None:
+        self.statements[QUERY_NAMES.get(sql, "other")] += 1
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        self._count(sql)
+        return await super().fetch(sql, *args)
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        self._count(sql)
+        return await super().fetchrow(sql, *args)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        self._count(sql)
+        return await super().fetchval(sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        self._count(sql)
+        return await super().execute(sql, *args)
+
+
 class NoopReconciler:
     """A reconciler that converges instantly; it only counts its calls."""
 
@@ -109,8 +142,9 @@ class NoopReconciler:
         self.tally = tally
 
     async def keys(self, db: Database) -> AsyncIterator[str]:
-        # Every key that should exist: the start-up resync must find the seeded rows
-        # listed, or it would delete them (sync_keys forgets unlisted keys).
+        # Every key that should exist, as a real reconciler lists them: each runtime's
+        # start-up resync (an INSERT ... ON CONFLICT DO NOTHING of 10,000 keys) runs
+        # inside the timed window, as it does when two processes start together.
         for key in self._keys:
             yield key
 
@@ -126,10 +160,16 @@ class PhaseResult:
     duplicates: int
     per_worker: dict[str, int]
     unreconciled: int
+    cpu_seconds: float
+    statements: dict[str, int]
 
     @property
     def rate(self) -> float:
         return self.processed / self.seconds
+
+    @property
+    def cpu_us_per_key(self) -> float:
+        return self.cpu_seconds / self.processed * 1e6
 
 
 async def count_unreconciled(dsn: str) -> int:
@@ -146,40 +186,45 @@ async def count_unreconciled(dsn: str) -> int:
 
 
 async def run_bare(pg: Postgres, keys: list[str]) -> PhaseResult:
-    dsn = await pg.fresh_database("bare")
-    try:
+    seen: collections.Counter[str] = collections.Counter()
+    per_worker: collections.Counter[str] = collections.Counter()
+    statements: collections.Counter[str] = collections.Counter()
+
+    async def worker(conn: asyncpg.Connection, owner: str) -> None:
+        while True:
+            rows = await conn.fetch(BARE_CLAIM, NAME, owner, BATCH)
+            statements["claim"] += 1
+            if not rows:
+                return
+            for row in rows:
+                await conn.execute(BARE_COMPLETE, NAME, row["key"], owner)
+                statements["complete"] += 1
+                seen[row["key"]] += 1
+                per_worker[owner] += 1
+
+    async with contextlib.AsyncExitStack() as stack:
+        dsn = await pg.fresh_database("bare")
+        stack.push_async_callback(pg.drop_database, dsn)
         await seed_keys(dsn, keys)
-        conns = [await connect(dsn) for _ in range(2)]
-        seen: collections.Counter[str] = collections.Counter()
-        per_worker: collections.Counter[str] = collections.Counter()
-
-        async def worker(conn: asyncpg.Connection, owner: str) -> None:
-            while True:
-                rows = await conn.fetch(BARE_CLAIM, NAME, owner, BATCH)
-                if not rows:
-                    return
-                for row in rows:
-                    await conn.execute(BARE_COMPLETE, NAME, row["key"], owner)
-                    seen[row["key"]] += 1
-                    per_worker[owner] += 1
-
-        try:
-            started = time.perf_counter()
-            async with asyncio.timeout(DEADLINE_SECONDS):
-                await asyncio.gather(*(worker(c, f"bare-{i}") for i, c in enumerate(conns)))
-            seconds = time.perf_counter() - started
-        finally:
-            for conn in conns:
-                await conn.close()
+        conns = []
+        for _ in range(2):
+            conns.append(await connect(dsn))
+            stack.push_async_callback(conns[-1].close)
+        cpu0 = cpu_seconds()
+        started = time.perf_counter()
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            await asyncio.gather(*(worker(c, f"bare-{i}") for i, c in enumerate(conns)))
+        seconds = time.perf_counter() - started
+        cpu = cpu_seconds() - cpu0
         return PhaseResult(
             seconds=seconds,
             processed=len(seen),
             duplicates=sum(n - 1 for n in seen.values() if n > 1),
             per_worker=dict(per_worker),
             unreconciled=await count_unreconciled(dsn),
+            cpu_seconds=cpu,
+            statements=dict(statements),
         )
-    finally:
-        await pg.drop_database(dsn)
 
 
 async def _wait_inflight(runtimes: Iterable[Runtime]) -> None:
@@ -190,17 +235,20 @@ async def _wait_inflight(runtimes: Iterable[Runtime]) -> None:
 
 
 async def run_runtime(pg: Postgres, keys: list[str], settings: Settings) -> PhaseResult:
-    dsn = await pg.fresh_database("runtime")
-    try:
+    tally = Tally(len(keys))
+    async with contextlib.AsyncExitStack() as stack:
+        dsn = await pg.fresh_database("runtime")
+        stack.push_async_callback(pg.drop_database, dsn)
         await seed_keys(dsn, keys)
         # Two pools, as two processes would have (settings defaults: min 2, max 10).
-        dbs = [
-            await Database.open(
+        dbs: list[CountingDatabase] = []
+        for _ in range(2):
+            db = await CountingDatabase.open(
                 dsn, min_size=settings.db_pool_min_size, max_size=settings.db_pool_max_size
             )
-            for _ in range(2)
-        ]
-        tally = Tally(len(keys))
+            assert isinstance(db, CountingDatabase)  # open() is a classmethod: cls(dsn, pool)
+            dbs.append(db)
+            stack.push_async_callback(db.close)
         runtimes = [
             Runtime(
                 db,
@@ -211,18 +259,18 @@ async def run_runtime(pg: Postgres, keys: list[str], settings: Settings) -> Phas
             )
             for i, db in enumerate(dbs)
         ]
-        try:
+        async with contextlib.AsyncExitStack() as running:
+            for rt in runtimes:
+                running.push_async_callback(rt.stop, 5.0)
+            cpu0 = cpu_seconds()
             started = time.perf_counter()
             async with asyncio.timeout(DEADLINE_SECONDS):
                 await asyncio.gather(*(rt.start() for rt in runtimes))
                 await tally.done.wait()
                 await _wait_inflight(runtimes)
             seconds = time.perf_counter() - started
-        finally:
-            for rt in runtimes:
-                await rt.stop(grace=5.0)
-            for db in dbs:
-                await db.close()
+            cpu = cpu_seconds() - cpu0
+            statements = sum((db.statements for db in dbs), collections.Counter[str]())
         # Counted after stop: a key run twice at any moment of the phase shows here.
         return PhaseResult(
             seconds=seconds,
@@ -230,17 +278,23 @@ async def run_runtime(pg: Postgres, keys: list[str], settings: Settings) -> Phas
             duplicates=tally.duplicates(),
             per_worker=dict(tally.per_owner),
             unreconciled=await count_unreconciled(dsn),
+            cpu_seconds=cpu,
+            statements=dict(statements),
         )
-    finally:
-        await pg.drop_database(dsn)
 
 
 def _describe(label: str, r: PhaseResult) -> None:
     workers = ", ".join(f"{k}={v}" for k, v in sorted(r.per_worker.items()))
+    sql = ", ".join(f"{k} {v}" for k, v in sorted(r.statements.items(), key=lambda kv: -kv[1]))
     out(
-        f"  {label:<8} {r.processed:>6} keys in {r.seconds:6.3f} s = {r.rate:8.0f} keys/s"
-        f"  [{workers}; duplicates={r.duplicates}, not completed={r.unreconciled}]"
+        f"  {label:<8} {r.processed:>6} keys in {r.seconds:6.3f} s = {r.rate:6.0f} keys/s, "
+        f"bench-process CPU {r.cpu_us_per_key:4.0f} us/key"
     )
+    out(
+        f"           per worker: {workers}; duplicates {r.duplicates}; "
+        f"rows not completed {r.unreconciled}"
+    )
+    out(f"           SQL statements: {sql}")
 
 
 async def run(pg: Postgres, rounds: int) -> Outcome:

@@ -20,6 +20,8 @@ import structlog
 from aiohttp import web
 
 from api.app import build_services, create_app
+from kubebyon.adapters.hcaptcha import HCaptchaVerifier
+from kubebyon.adapters.oauth import OAuthAdapter
 from kubebyon.db.database import Database, connect
 from kubebyon.db.embedded import EmbeddedPostgres
 from kubebyon.db.migrate import migrate
@@ -97,7 +99,7 @@ async def bootstrap_admin(db: Database, settings: Settings) -> None:
         log.info("bootstrap admin created", user_id=user_id, email=email)
 
 
-def build_runtime(db: Database, settings: Settings) -> Runtime:
+def build_runtime(db: Database, settings: Settings, secrets: SecretBox) -> Runtime:
     owner = new_owner_id(settings.worker_id)
     jobs = JobLoop(
         db,
@@ -110,7 +112,7 @@ def build_runtime(db: Database, settings: Settings) -> Runtime:
     )
     return Runtime(
         db,
-        build_reconcilers(settings),
+        build_reconcilers(settings, secrets),
         extra_loops=[jobs],
         owner=owner,
         lease_seconds=settings.lease_seconds,
@@ -129,7 +131,7 @@ async def serve(settings: Settings, *, api: bool = True) -> None:
     secrets = SecretBox(keys)
     async with database(settings) as db:
         await bootstrap_admin(db, settings)
-        runtime = build_runtime(db, settings)
+        runtime = build_runtime(db, settings, secrets)
         await runtime.start()
         monitor = HealthMonitor(
             db,
@@ -138,10 +140,14 @@ async def serve(settings: Settings, *, api: bool = True) -> None:
         )
         monitor_task = asyncio.create_task(monitor.run(), name="health-monitor")
         runner: web.AppRunner | None = None
+        captcha = HCaptchaVerifier()
+        oauth = OAuthAdapter()
         try:
             if api:
                 runner = web.AppRunner(
-                    create_app(build_services(settings, db, monitor, secrets)),
+                    create_app(
+                        build_services(settings, db, monitor, secrets, captcha=captcha, oauth=oauth)
+                    ),
                     access_log=None,
                     handle_signals=False,
                 )
@@ -162,6 +168,8 @@ async def serve(settings: Settings, *, api: bool = True) -> None:
         finally:
             if runner is not None:
                 await runner.cleanup()
+            await captcha.close()
+            await oauth.close()
             await runtime.stop(settings.shutdown_grace_seconds)
             monitor_task.cancel()
             await asyncio.gather(monitor_task, return_exceptions=True)

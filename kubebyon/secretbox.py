@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 
 class SecretKeyError(Exception):
@@ -56,6 +58,15 @@ class SecretBox:
             raise SecretKeyError("at least one secret key is required")
         self._fernet = MultiFernet([Fernet(k) for k in keys])
         self.primary = keys[0]
+
+    def derive_key(self, purpose: str) -> bytes:
+        """A 32-byte key for one purpose (e.g. peppering e-mail codes), derived from the
+        primary key with HKDF: no extra secret to manage. It changes when the primary key
+        is rotated, so use it only for short-lived values."""
+        hkdf = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=f"kubebyon:{purpose}".encode()
+        )
+        return hkdf.derive(self.primary)
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode()

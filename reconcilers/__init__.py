@@ -6,16 +6,19 @@ from collections.abc import Mapping
 
 from kubebyon.runtime.contract import Reconciler
 from kubebyon.runtime.jobs import JobHandler
+from kubebyon.secretbox import SecretBox
 from kubebyon.settings import Settings
 from reconcilers.job_leases import JobLeaseReconciler
+from reconcilers.notifications import NotificationsReconciler
 
 
-def build_reconcilers(settings: Settings) -> list[Reconciler]:
+def build_reconcilers(settings: Settings, secrets: SecretBox) -> list[Reconciler]:
     return [
         JobLeaseReconciler(
             max_attempts=settings.job_max_attempts,
             interval=max(settings.lease_seconds / 2, 1.0),
         ),
+        NotificationsReconciler(secrets),
     ]
 
 

@@ -3,6 +3,7 @@ template that already has every migration applied (fast, isolated, real)."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import uuid
@@ -12,11 +13,25 @@ from typing import Any
 
 import asyncpg
 import pytest
+import structlog
 
 from kubebyon.db.database import Database, connect
 from kubebyon.db.migrate import migrate
 
 TEMPLATE = "kb_template"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Tests that call kubebyon.logs.configure must not leak handlers bound to a captured
+    stream (or a DEBUG level) into the tests after them."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    structlog_config = structlog.get_config()
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.configure(**structlog_config)
 
 
 class PgServer:

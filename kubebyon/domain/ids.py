@@ -12,6 +12,7 @@ import time
 
 PREFIXES = frozenset(
     {"cl", "usr", "tok", "node", "nevt", "op", "job", "ord", "plan", "key", "hb", "ses", "evt"}
+    | {"code", "msg"}  # e-mail codes, outbox messages
 )
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 

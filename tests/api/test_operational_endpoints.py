@@ -176,6 +176,11 @@ async def test_openapi_document_is_3_1_and_describes_its_routes(client: TestClie
     assert health["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/HealthResponse"
     }
+    created = doc["paths"]["/api/console/api-keys"]["post"]["responses"]
+    assert "201" in created
+    assert "200" not in created
+    upload = doc["paths"]["/api/console/me/avatar"]["post"]["requestBody"]["content"]
+    assert "avatar" in upload["multipart/form-data"]["schema"]["properties"]
     refs = _refs(doc)
     assert refs
     for ref in refs:

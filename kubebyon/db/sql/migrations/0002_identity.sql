@@ -59,6 +59,8 @@ CREATE TABLE oauth_states (
     provider      text NOT NULL,
     code_verifier text NOT NULL,   -- encrypted at rest
     nonce         text NOT NULL,
+    redirect_uri  text NOT NULL,   -- sent again with the code exchange
+    next_path     text,            -- same-origin path to land on after sign-in
     created_at    timestamptz NOT NULL DEFAULT now(),
     expires_at    timestamptz NOT NULL,
     consumed_at   timestamptz
