@@ -16,6 +16,7 @@ from kubebyon import metrics
 log = structlog.get_logger("kubebyon.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 REQUEST_ID_HEADER = "X-Request-ID"
+QUIET_ROUTES = frozenset({"/healthz", "/metrics"})
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -54,7 +55,10 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         metrics.HTTP_REQUESTS.labels(request.method, template, str(status)).inc()
         metrics.HTTP_DURATION.labels(request.method, template).observe(elapsed)
         # The path only: query strings carry join tokens and must never reach a log.
-        log.info(
+        # Successful probes and scrapes are DEBUG: load balancers and Prometheus would
+        # otherwise drown the log (and pay for it on every probe).
+        quiet = status < 400 and template in QUIET_ROUTES
+        (log.debug if quiet else log.info)(
             "request",
             method=request.method,
             path=request.path,

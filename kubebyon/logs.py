@@ -6,6 +6,7 @@ mistake never reaches the output.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import MutableMapping
@@ -30,6 +31,7 @@ SECRET_KEY_PARTS = (
 )
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_secret_key(key: str) -> bool:
     lowered = key.lower()
     return any(part in lowered for part in SECRET_KEY_PARTS)

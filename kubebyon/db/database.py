@@ -23,6 +23,15 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _reset_connection(conn: asyncpg.Connection) -> None:
+    """On release to the pool. Pooled connections keep no session state (LISTEN and the
+    migration lock use connections of their own; advisory locks are transaction-scoped),
+    so asyncpg's default reset (UNLISTEN *, RESET ALL, ...) is a round trip per query
+    for nothing. Only a transaction a cancelled task left open is rolled back."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 async def connect(dsn: str) -> asyncpg.Connection:
     """A single connection with the same codecs as the pool (LISTEN, migrations)."""
     conn: asyncpg.Connection = await asyncpg.connect(dsn)
@@ -43,6 +52,7 @@ class Database:
             min_size=min_size,
             max_size=max_size,
             init=_init_connection,
+            reset=_reset_connection,
             command_timeout=60,
             server_settings={"application_name": "kubebyon"},
         )
