@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from api.state import services
 from kubebyon.db.database import Conn
 from kubebyon.db.queries import QUERIES as Q
 from kubebyon.domain.ids import new_id
@@ -25,6 +26,14 @@ def set_session_cookie(
         samesite="Lax",
         secure=secure,
     )
+
+
+async def attach_session(
+    request: web.Request, response: web.StreamResponse, token: str, expires_at: datetime
+) -> None:
+    """Set the session cookie, Secure when the console is served over https."""
+    system = await services(request).system_settings.get()
+    set_session_cookie(response, token, expires_at, secure=system.secure_cookies)
 
 
 def clear_session_cookie(response: web.StreamResponse, *, secure: bool) -> None:

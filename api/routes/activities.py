@@ -17,6 +17,7 @@ from api.models.activities import (
     AdminActivityOut,
 )
 from api.openapi import RouteTable
+from api.responses import json_model
 from api.state import services
 from kubebyon.domain.audit import SECURITY_EVENTS, activity_type, relative_time
 
@@ -82,7 +83,7 @@ async def list_activities(request: web.Request) -> web.Response:
             svc.db.q.list_own_activities, principal.user_id, *filters, _limit(request, 20, 100)
         )
     body = ActivityListResponse(activities=_activities(ActivityOut, rows, svc.now()))
-    return web.json_response(body.model_dump(mode="json"))
+    return json_model(body)
 
 
 @routes.route(
@@ -101,4 +102,4 @@ async def list_admin_activities(request: web.Request) -> web.Response:
     if filters is not None:
         rows = await svc.db.fetch(svc.db.q.list_all_activities, *filters, _limit(request, 100, 500))
     body = AdminActivityListResponse(activities=_activities(AdminActivityOut, rows, svc.now()))
-    return web.json_response(body.model_dump(mode="json"))
+    return json_model(body)

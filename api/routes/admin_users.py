@@ -28,6 +28,7 @@ from api.models.admin_users import (
     UserStatusUpdate,
 )
 from api.openapi import RouteTable
+from api.responses import json_model
 from api.state import services
 from kubebyon.db import audit
 
@@ -90,7 +91,7 @@ async def list_users(request: web.Request) -> web.Response:
         page=query.page,
         page_size=query.page_size,
     )
-    return web.json_response(body.model_dump(mode="json"))
+    return json_model(body)
 
 
 @routes.route(
@@ -107,7 +108,7 @@ async def get_user(request: web.Request) -> web.Response:
     if row is None:
         raise _not_found()
     user = AdminUserOut.model_validate(dict(row))
-    return web.json_response(AdminUserResponse(user=user).model_dump(mode="json"))
+    return json_model(AdminUserResponse(user=user))
 
 
 @routes.route(
@@ -148,7 +149,7 @@ async def set_user_status(request: web.Request) -> web.Response:
                 message=message,
             )
     user = AdminUserOut.model_validate(dict(row))
-    return web.json_response(AdminUserResponse(user=user).model_dump(mode="json"))
+    return json_model(AdminUserResponse(user=user))
 
 
 @routes.route(
@@ -168,4 +169,4 @@ async def login_history(request: web.Request) -> web.Response:
         raise _not_found()
     rows = await db.fetch(db.q.admin_login_history, user_id, query.limit)
     entries = [LoginHistoryEntry.model_validate(dict(row)) for row in rows]
-    return web.json_response(LoginHistoryResponse(entries=entries).model_dump(mode="json"))
+    return json_model(LoginHistoryResponse(entries=entries))

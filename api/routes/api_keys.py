@@ -19,6 +19,7 @@ from api.models.api_keys import (
 )
 from api.models.auth import OkResponse
 from api.openapi import RouteTable
+from api.responses import json_model
 from api.state import services
 from kubebyon.db import audit
 from kubebyon.domain.ids import new_id
@@ -39,7 +40,7 @@ async def list_api_keys(request: web.Request) -> web.Response:
     db = services(request).db
     rows = await db.fetch(db.q.list_api_keys, principal.user_id)
     body = ApiKeyListResponse(api_keys=[ApiKeyOut.model_validate(dict(row)) for row in rows])
-    return web.json_response(body.model_dump(mode="json"))
+    return json_model(body)
 
 
 @routes.route(
@@ -84,9 +85,7 @@ async def create_api_key(request: web.Request) -> web.Response:
             extra={"name": body.name, "prefix": prefix},
         )
     created = CreatedApiKey.model_validate({**dict(row), "key": key})
-    return web.json_response(
-        ApiKeyCreatedResponse(api_key=created).model_dump(mode="json"), status=201
-    )
+    return json_model(ApiKeyCreatedResponse(api_key=created), status=201)
 
 
 @routes.route(

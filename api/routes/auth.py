@@ -8,10 +8,11 @@ from api.auth import actor, current, remote_ip, require
 from api.body import read_json
 from api.captcha import require_captcha
 from api.errors import ApiError
-from api.models.auth import LoginRequest, OkResponse, UserResponse, user_out
+from api.models.auth import LoginRequest, OkResponse, UserResponse
 from api.openapi import RouteTable
 from api.ratelimits import enforce
-from api.sessions import clear_session_cookie, set_session_cookie, start_session
+from api.responses import user_response
+from api.sessions import attach_session, clear_session_cookie, start_session
 from api.state import services
 from kubebyon.db import audit
 from kubebyon.domain.passwords import verify_password
@@ -95,9 +96,8 @@ async def login(request: web.Request) -> web.Response:
     assert user is not None
     fresh = await db.fetchrow(db.q.get_user, user["id"])
     assert fresh is not None
-    response = web.json_response(UserResponse(user=user_out(fresh)).model_dump(mode="json"))
-    system = await svc.system_settings.get()
-    set_session_cookie(response, token, expires, secure=system.secure_cookies)
+    response = user_response(fresh)
+    await attach_session(request, response, token, expires)
     return response
 
 
@@ -129,7 +129,7 @@ async def _me(request: web.Request) -> web.Response:
     row = await db.fetchrow(db.q.get_user, principal.user_id)
     if row is None:
         raise ApiError(401, "authentication required", "unauthenticated")
-    return web.json_response(UserResponse(user=user_out(row)).model_dump(mode="json"))
+    return user_response(row)
 
 
 @routes.route(

@@ -12,7 +12,7 @@ from asyncpg import Record
 from api.auth import actor, require
 from api.body import read_json
 from api.errors import ApiError
-from api.models.auth import OkResponse, UserResponse, user_out
+from api.models.auth import OkResponse, UserResponse
 from api.models.profile import (
     DeleteAccountRequest,
     NotificationSettings,
@@ -23,6 +23,7 @@ from api.models.profile import (
 )
 from api.openapi import RouteTable
 from api.ratelimits import enforce
+from api.responses import json_model, user_response
 from api.sessions import clear_session_cookie
 from api.state import services
 from kubebyon.db import audit
@@ -35,11 +36,6 @@ AVATAR_FIELDS = ("avatar", "file")
 # Boundaries and part headers around the image; beyond this the upload is too large.
 MULTIPART_OVERHEAD = 16 * 1024
 MAX_PARTS = 8  # parts read before giving up on finding the image
-
-
-def _user_response(row: Record) -> web.Response:
-    body = UserResponse(user=user_out(row))
-    return web.json_response(body.model_dump(mode="json"))
 
 
 @routes.route(
@@ -74,7 +70,7 @@ async def update_profile(request: web.Request) -> web.Response:
             message=f"{principal.email} updated their profile ({', '.join(changed)})",
             extra={"fields": changed},
         )
-    return _user_response(row)
+    return user_response(row)
 
 
 async def _read_avatar_upload(request: web.Request) -> bytes:
@@ -140,7 +136,7 @@ async def upload_avatar(request: web.Request) -> web.Response:
             resource_id=principal.user_id,
             message=f"{principal.email} changed their avatar",
         )
-    return _user_response(row)
+    return user_response(row)
 
 
 @routes.route(
@@ -225,7 +221,7 @@ async def get_notification_settings(request: web.Request) -> web.Response:
     db = services(request).db
     row = await db.fetchrow(db.q.get_notification_settings, principal.user_id)
     body = NotificationSettingsResponse(settings=_notification_settings(row))
-    return web.json_response(body.model_dump(mode="json"))
+    return json_model(body)
 
 
 @routes.route(
@@ -279,4 +275,4 @@ async def put_notification_settings(request: web.Request) -> web.Response:
             extra={"channels": channels},
         )
     body_out = NotificationSettingsResponse(settings=_notification_settings(row))
-    return web.json_response(body_out.model_dump(mode="json"))
+    return json_model(body_out)

@@ -19,7 +19,7 @@ from api.auth import actor, remote_ip
 from api.body import read_json
 from api.captcha import require_captcha
 from api.errors import ApiError
-from api.models.auth import OkResponse, UserResponse, user_out
+from api.models.auth import OkResponse, UserResponse
 from api.models.registration import (
     CodeSentResponse,
     RegisterRequest,
@@ -28,7 +28,8 @@ from api.models.registration import (
 )
 from api.openapi import RouteTable
 from api.ratelimits import enforce
-from api.sessions import set_session_cookie, start_session
+from api.responses import user_response
+from api.sessions import attach_session, start_session
 from api.state import Services, services
 from kubebyon.db import audit
 from kubebyon.db.database import Conn
@@ -211,9 +212,8 @@ async def register(request: web.Request) -> web.Response:
     if outcome == "exists":
         raise ApiError(409, "an account with this email already exists", "email_taken")
     assert user is not None
-    response = web.json_response(UserResponse(user=user_out(user)).model_dump(mode="json"))
-    system = await svc.system_settings.get()
-    set_session_cookie(response, token, expires, secure=system.secure_cookies)
+    response = user_response(user)
+    await attach_session(request, response, token, expires)
     return response
 
 

@@ -22,7 +22,7 @@ from api.browser import own_origin
 from api.errors import ApiError
 from api.models.sso import AuthProvider, AuthProvidersResponse, PublicCaptchaConfig
 from api.openapi import RouteTable
-from api.sessions import set_session_cookie, start_session
+from api.sessions import attach_session, start_session
 from api.state import OAuthClient, Services, services
 from kubebyon.db import audit
 from kubebyon.db.database import Conn
@@ -250,7 +250,7 @@ async def sso_callback(request: web.Request) -> web.Response:
     response = web.Response(
         status=302, headers={"Location": attempt["next_path"] or "/", **NO_STORE}
     )
-    set_session_cookie(response, token, expires, secure=system.secure_cookies)
+    await attach_session(request, response, token, expires)
     response.del_cookie(STATE_COOKIE, path=STATE_COOKIE_PATH)
     return response
 

@@ -20,6 +20,7 @@ from api.models.system_settings import (
     settings_out,
 )
 from api.openapi import RouteTable
+from api.responses import json_model
 from api.state import services
 from kubebyon.db import audit
 from kubebyon.domain.system_settings import OAuthProviderConfig, SystemSettings
@@ -79,7 +80,7 @@ async def put_system_settings(request: web.Request) -> web.Response:
 
 
 def _json(settings: SystemSettings, row: Any) -> web.Response:
-    return web.json_response(settings_out(settings, row["updated_at"]).model_dump(mode="json"))
+    return json_model(settings_out(settings, row["updated_at"]))
 
 
 # Sections with one write-only field each: ``x`` + ``x_changed`` in, ``x_encrypted`` stored.
