@@ -21,6 +21,7 @@ from api.routes import (
     system_settings,
 )
 from api.state import SERVICES, CaptchaVerifier, OAuthClient, Services
+from kubebyon.db.authz import Authorizer
 from kubebyon.db.database import Database
 from kubebyon.db.system_settings import SystemSettingsStore
 from kubebyon.domain.ratelimit import SlidingWindowLimiter
@@ -69,6 +70,7 @@ def build_services(
             burst=settings.auth_rate_limit_burst,
             max_entries=settings.auth_rate_limit_max_entries,
         ),
+        authorizer=Authorizer(db),
         captcha=captcha,
         oauth=oauth,
     )

@@ -17,6 +17,7 @@ from api.errors import ApiError
 from api.sessions import set_session_cookie
 from api.state import services
 from kubebyon.db.audit import Actor
+from kubebyon.domain.authz import Subjects, subjects_of
 from kubebyon.domain.network import client_ip
 from kubebyon.domain.tokens import API_KEY_PREFIX, SESSION_COOKIE, token_hash
 
@@ -38,6 +39,10 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+    @property
+    def subjects(self) -> Subjects:
+        return subjects_of(self.user_id, self.email, self.groups)
 
 
 def bearer_credential(header: str | None) -> str | None:

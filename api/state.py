@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from api.openapi import RouteTable
+from kubebyon.db.authz import Authorizer
 from kubebyon.db.database import Database
 from kubebyon.db.system_settings import SystemSettingsStore
 from kubebyon.domain.oauth import ExternalIdentity
@@ -72,6 +73,7 @@ class Services:
     system_settings: SystemSettingsStore
     join_limiter: SlidingWindowLimiter
     auth_limiter: SlidingWindowLimiter
+    authorizer: Authorizer
     captcha: CaptchaVerifier | None = None
     oauth: OAuthClient | None = None
     now: Callable[[], datetime] = _utcnow

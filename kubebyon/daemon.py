@@ -26,6 +26,7 @@ from kubebyon.db.database import Database, connect
 from kubebyon.db.embedded import EmbeddedPostgres
 from kubebyon.db.migrate import migrate
 from kubebyon.db.users import create_first_admin
+from kubebyon.domain.authz import AUTHZ_CHANNEL_PAYLOAD
 from kubebyon.domain.passwords import hash_password
 from kubebyon.health import HealthMonitor
 from kubebyon.runtime.driver import Runtime, new_owner_id
@@ -144,10 +145,13 @@ async def serve(settings: Settings, *, api: bool = True) -> None:
         oauth = OAuthAdapter()
         try:
             if api:
+                services = build_services(
+                    settings, db, monitor, secrets, captcha=captcha, oauth=oauth
+                )
+                # Cached authorization decisions die with a NOTIFY from any replica.
+                runtime.subscribe(AUTHZ_CHANNEL_PAYLOAD, services.authorizer.invalidate)
                 runner = web.AppRunner(
-                    create_app(
-                        build_services(settings, db, monitor, secrets, captcha=captcha, oauth=oauth)
-                    ),
+                    create_app(services),
                     access_log=None,
                     handle_signals=False,
                 )

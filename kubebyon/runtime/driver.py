@@ -12,7 +12,7 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -248,19 +248,30 @@ class Runtime:
             loop.wake_other = self.wake
         self.listener = WakeupListener(db.dsn, self._on_notify, self._wake_all)
         self._tasks: list[asyncio.Task[None]] = []
+        self._subscribers: dict[str, list[Callable[[], None]]] = {}
         self.started = False
 
     def _all_loops(self) -> list[ClaimLoop]:
         return [*self.loops.values(), *self.extra_loops.values()]
 
+    def subscribe(self, payload: str, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when NOTIFY carries ``payload`` and after every reconnect of
+        the listener (notifications sent meanwhile are lost)."""
+        self._subscribers.setdefault(payload, []).append(callback)
+
     def _on_notify(self, payload: str) -> None:
         loop = self.loops.get(payload) or self.extra_loops.get(payload)
         if loop is not None:
             loop.wake()
+        for callback in self._subscribers.get(payload, ()):
+            callback()
 
     def _wake_all(self) -> None:
         for loop in self._all_loops():
             loop.wake()
+        for callbacks in self._subscribers.values():
+            for callback in callbacks:
+                callback()
 
     async def wake(self, reconciler: str, key: str) -> None:
         """Make ``key`` due now for ``reconciler`` (on every process)."""
