@@ -7,6 +7,7 @@ from aiohttp import web
 
 from api.auth import authenticate
 from api.browser import browser_security
+from api.compat import bcs, kite
 from api.middlewares import add_security_headers, observe
 from api.openapi import RouteTable
 from api.routes import (
@@ -41,6 +42,8 @@ ROUTE_TABLES: list[RouteTable] = [
     activities.routes,
     admin_users.routes,
     system_settings.routes,
+    kite.routes,
+    bcs.routes,
 ]
 
 
