@@ -15,7 +15,9 @@ from api.routes import (
     admin_users,
     api_keys,
     auth,
+    clusters,
     health,
+    kubectl,
     profile,
     registration,
     sso,
@@ -42,6 +44,8 @@ ROUTE_TABLES: list[RouteTable] = [
     activities.routes,
     admin_users.routes,
     system_settings.routes,
+    clusters.routes,
+    kubectl.routes,
     kite.routes,
     bcs.routes,
 ]
