@@ -10,6 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
+from kubebyon.domain.bcs import error_envelope as bcs_error
+
 BCS_PREFIX = "/bcsapi/"
 KITE_PREFIX = "/api/v1/admin/roles"
 
@@ -51,7 +53,8 @@ class ApiError(Exception):
 def error_response(path: str, error: ApiError) -> web.Response:
     body: dict[str, Any]
     if path.startswith(BCS_PREFIX):
-        body = {"result": False, "code": error.status, "message": error.message, "data": None}
+        code, message = bcs_error(error.status, error.message)
+        body = {"result": False, "code": code, "message": message, "data": None}
     elif path.startswith(KITE_PREFIX):
         body = {"error": error.message}
     else:
