@@ -25,6 +25,19 @@ SECURITY_EVENTS = frozenset(
         ("cluster", "kubectl_exec"),
         ("system_settings", "update"),
         ("notification_settings", "update"),
+        ("user", "link_identity"),
+        # Who may do what: Kite roles and bk-bcs grants and usertokens.
+        ("role", "create"),
+        ("role", "update"),
+        ("role", "delete"),
+        ("role", "assign"),
+        ("role", "unassign"),
+        ("permission", "grant"),
+        ("permission", "revoke"),
+        ("bcs_user", "create"),
+        ("bcs_user", "refresh_token"),
+        ("bcs_register_token", "create"),
+        ("bcs_credentials", "update"),
     }
 )
 CATEGORIES = frozenset({"security"})
