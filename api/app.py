@@ -23,7 +23,7 @@ from api.routes import (
     sso,
     system_settings,
 )
-from api.state import SERVICES, CaptchaVerifier, OAuthClient, Services
+from api.state import SERVICES, CaptchaVerifier, KubectlRunner, OAuthClient, Services
 from kubebyon.db.authz import Authorizer
 from kubebyon.db.database import Database
 from kubebyon.db.system_settings import SystemSettingsStore
@@ -59,6 +59,7 @@ def build_services(
     *,
     captcha: CaptchaVerifier | None = None,
     oauth: OAuthClient | None = None,
+    kubectl: KubectlRunner | None = None,
 ) -> Services:
     return Services(
         settings=settings,
@@ -80,6 +81,7 @@ def build_services(
         authorizer=Authorizer(db),
         captcha=captcha,
         oauth=oauth,
+        kubectl=kubectl,
     )
 
 

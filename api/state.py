@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -14,6 +14,7 @@ from api.openapi import RouteTable
 from kubebyon.db.authz import Authorizer
 from kubebyon.db.database import Database
 from kubebyon.db.system_settings import SystemSettingsStore
+from kubebyon.domain.kubectl import KubectlResult
 from kubebyon.domain.oauth import ExternalIdentity
 from kubebyon.domain.ratelimit import SlidingWindowLimiter
 from kubebyon.domain.system_settings import OAuthProviderConfig
@@ -59,6 +60,14 @@ class OAuthClient(Protocol):
     ) -> ExternalIdentity: ...
 
 
+class KubectlRunner(Protocol):
+    """The real kubectl, run by the console proxy on arguments already checked by
+    ``kubebyon.domain.kubectl``. Raises ``KubectlUnavailable`` (no binary) and
+    ``KubectlTimedOut`` (killed at its time limit)."""
+
+    async def run(self, kubeconfig: str, args: Sequence[str]) -> KubectlResult: ...
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -76,6 +85,7 @@ class Services:
     authorizer: Authorizer
     captcha: CaptchaVerifier | None = None
     oauth: OAuthClient | None = None
+    kubectl: KubectlRunner | None = None
     now: Callable[[], datetime] = _utcnow
     policies: dict[AbstractRoute, str] = field(default_factory=dict)
 

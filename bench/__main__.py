@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import healthz_rps, reconcile_throughput, wakeup_latency
+from bench import authz, healthz_rps, reconcile_throughput, wakeup_latency
 from bench.common import SHORT_TMP, LogSink, Outcome, Postgres, out
 
 BENCHMARK_TIMEOUT = 150.0  # seconds: a benchmark that hangs is an error, not a long wait
@@ -36,6 +36,7 @@ BENCHMARKS: dict[str, tuple[str, Runner]] = {
         "/healthz requests per second",
         lambda pg, args: healthz_rps.run(pg, args.rounds, args.requests, args.profile),
     ),
+    "authz": ("authorization decisions", lambda pg, args: authz.run(pg, args.rounds)),
 }
 
 

@@ -1,10 +1,11 @@
 """Start-up and shutdown of ``kubebyon serve``, in a fixed and visible order.
 
 Start:    settings -> secret key -> database (embedded or URL) -> migrations ->
-          bootstrap admin -> runtime (reconcilers, job workers) -> API -> READY.
+          bootstrap admin -> host cluster -> runtime (reconcilers, job workers) -> API
+          -> READY.
 SIGTERM:  stop accepting HTTP -> stop claiming -> in-flight work finishes within the
-          grace period (then is cancelled) -> leases released -> pool closed ->
-          embedded PostgreSQL stopped.
+          grace period (then is cancelled) -> leases released -> host cluster client
+          closed -> pool closed -> embedded PostgreSQL stopped.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from aiohttp import web
 
 from api.app import build_services, create_app
 from kubebyon.adapters.hcaptcha import HCaptchaVerifier
+from kubebyon.adapters.kube import HostConfigError, Kube, connect_host
+from kubebyon.adapters.kubectl import Kubectl
 from kubebyon.adapters.oauth import OAuthAdapter
 from kubebyon.db.database import Database, connect
 from kubebyon.db.embedded import EmbeddedPostgres
@@ -100,7 +103,20 @@ async def bootstrap_admin(db: Database, settings: Settings) -> None:
         log.info("bootstrap admin created", user_id=user_id, email=email)
 
 
-def build_runtime(db: Database, settings: Settings, secrets: SecretBox) -> Runtime:
+async def open_host_cluster(settings: Settings) -> Kube | None:
+    """The host cluster's API: the kubeconfig file, else the in-cluster service account."""
+    try:
+        host = await connect_host(settings.kubeconfig_path)
+    except HostConfigError as exc:
+        raise StartupError(str(exc)) from None
+    if host is None:
+        log.warning("no host cluster configured; clusters wait for one (KUBEBYON_KUBECONFIG_PATH)")
+    return host
+
+
+def build_runtime(
+    db: Database, settings: Settings, secrets: SecretBox, host: Kube | None = None
+) -> Runtime:
     owner = new_owner_id(settings.worker_id)
     jobs = JobLoop(
         db,
@@ -113,7 +129,7 @@ def build_runtime(db: Database, settings: Settings, secrets: SecretBox) -> Runti
     )
     return Runtime(
         db,
-        build_reconcilers(settings, secrets),
+        build_reconcilers(settings, secrets, host),
         extra_loops=[jobs],
         owner=owner,
         lease_seconds=settings.lease_seconds,
@@ -132,12 +148,14 @@ async def serve(settings: Settings, *, api: bool = True) -> None:
     secrets = SecretBox(keys)
     async with database(settings) as db:
         await bootstrap_admin(db, settings)
-        runtime = build_runtime(db, settings, secrets)
+        host_cluster = await open_host_cluster(settings)
+        runtime = build_runtime(db, settings, secrets, host_cluster)
         await runtime.start()
         monitor = HealthMonitor(
             db,
             runtime_health=lambda: runtime.health(max_tick_age=10.0),
-            host_cluster_configured=settings.kubeconfig_path is not None,
+            host_cluster_configured=host_cluster is not None,
+            host_probe=host_cluster.version if host_cluster is not None else None,
         )
         monitor_task = asyncio.create_task(monitor.run(), name="health-monitor")
         runner: web.AppRunner | None = None
@@ -145,8 +163,13 @@ async def serve(settings: Settings, *, api: bool = True) -> None:
         oauth = OAuthAdapter()
         try:
             if api:
+                kubectl = Kubectl(
+                    path=settings.kubectl_path,
+                    timeout=settings.kubectl_timeout_seconds,
+                    max_output_bytes=settings.kubectl_max_output_bytes,
+                )
                 services = build_services(
-                    settings, db, monitor, secrets, captcha=captcha, oauth=oauth
+                    settings, db, monitor, secrets, captcha=captcha, oauth=oauth, kubectl=kubectl
                 )
                 # Cached authorization decisions die with a NOTIFY from any replica.
                 runtime.subscribe(AUTHZ_CHANNEL_PAYLOAD, services.authorizer.invalidate)
@@ -177,4 +200,6 @@ async def serve(settings: Settings, *, api: bool = True) -> None:
             await runtime.stop(settings.shutdown_grace_seconds)
             monitor_task.cancel()
             await asyncio.gather(monitor_task, return_exceptions=True)
+            if host_cluster is not None:
+                await host_cluster.close()
     log.info("kubebyon stopped")

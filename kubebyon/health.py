@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,15 +30,22 @@ class HealthMonitor:
         *,
         runtime_health: Callable[[], dict[str, Any]] | None = None,
         host_cluster_configured: bool = False,
+        host_probe: Callable[[], Awaitable[object]] | None = None,
         interval: float = 1.0,
         timeout: float = 2.0,
+        host_interval: float = 10.0,
     ) -> None:
         self.db = db
         self.runtime_health = runtime_health
-        self.host_cluster_configured = host_cluster_configured
+        self.host_probe = host_probe
         self.interval = interval
         self.timeout = timeout
+        self.host_interval = host_interval
         self.database = ProbeResult()
+        # Until the first probe answers, a configured host counts as configured.
+        self.host_cluster: dict[str, Any] = {
+            "status": "configured" if host_cluster_configured else "not_configured"
+        }
         self._wake = asyncio.Event()
 
     async def probe_database(self) -> ProbeResult:
@@ -55,7 +62,31 @@ class HealthMonitor:
         self.database = result
         return result
 
+    async def probe_host(self) -> None:
+        """``configured`` while the host API answers, ``unreachable`` (with the error's
+        type) while it does not; never a reason to fail /healthz."""
+        if self.host_probe is None:
+            return
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.host_probe()
+        except Exception as exc:  # noqa: BLE001 - any failure means unreachable
+            self.host_cluster = {"status": "unreachable", "error": type(exc).__name__}
+        else:
+            self.host_cluster = {"status": "configured"}
+
     async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._probe_database_forever())
+            if self.host_probe is not None:
+                group.create_task(self._probe_host_forever())
+
+    async def _probe_host_forever(self) -> None:
+        while True:
+            await self.probe_host()
+            await asyncio.sleep(self.host_interval)
+
+    async def _probe_database_forever(self) -> None:
         while True:
             await self.probe_database()
             self._wake.clear()
@@ -82,8 +113,7 @@ class HealthMonitor:
                 **{k: v for k, v in rt.items() if k != "ok"},
             }
             healthy = healthy and rt["ok"]
-        # No host cluster is a configuration state, not a failure (clusters wait for one).
-        checks["host_cluster"] = {
-            "status": "configured" if self.host_cluster_configured else "not_configured"
-        }
+        # The host cluster is reported, never a failure of this process: without one
+        # (not_configured) or while it is unreachable, clusters wait and say why.
+        checks["host_cluster"] = dict(self.host_cluster)
         return healthy, checks

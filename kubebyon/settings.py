@@ -7,6 +7,7 @@ live in the ``system_settings`` table, not here.
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -19,10 +20,17 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from kubebyon.domain.clusters import RESOURCE_FIELDS as CLUSTER_RESOURCE_FIELDS
 from kubebyon.domain.passwords import password_problem
 from kubebyon.domain.validation import email_problem, normalize_email
+from kubebyon.domain.vcluster_values import parse_values_file
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Control-plane images vCluster ships (ghcr.io/loft-sh/kubernetes tags, reference §3),
+# plus the seed's example version.
+DEFAULT_KUBERNETES_VERSIONS = ("v1.31.2", "v1.32.1", "v1.33.4", "v1.34.0", "v1.35.0", "v1.36.0")
+_KUBERNETES_VERSION = re.compile(r"^v\d+\.\d+\.\d+$")
 
 # Names whose values never leave the process (``kubebyon config`` masks them).
 SECRET_FIELDS = frozenset({"database_url", "secret_key", "bootstrap_admin_password"})
@@ -67,7 +75,34 @@ class Settings(BaseSettings):
     # Host Kubernetes and vCluster (seed).
     kubeconfig_path: Path | None = None
     vcluster_values_file: Path | None = None
+    # vCluster 0.36.1 runs Kubernetes v1.36.0 unless a cluster asks for another version.
+    vcluster_chart_repo: str = "https://charts.loft.sh"
+    vcluster_chart_version: str = "0.36.1"
     managed_ingress_chart_version: str | None = None
+
+    # Console kubectl proxy (seed §3.7): the binary (unset: kubectl on PATH), how long one
+    # command may run, and how much of each of stdout and stderr is kept.
+    kubectl_path: Path | None = None
+    kubectl_timeout_seconds: float = Field(30, gt=0)
+    kubectl_max_output_bytes: int = Field(1024 * 1024, ge=1)
+
+    # Connection and control-plane metrics reconcilers.
+    connection_probe_interval_seconds: float = Field(30, gt=0)
+    control_plane_metrics_interval_seconds: float = Field(60, gt=0)
+    control_plane_metrics_retention_days: int = Field(7, ge=1)
+
+    # What a console user may ask for when creating or updating a cluster.
+    supported_kubernetes_versions: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_KUBERNETES_VERSIONS)
+    )
+    workload_cpu_limit_milli_cores_min: int = Field(100, ge=1)
+    workload_cpu_limit_milli_cores_max: int = Field(64000, ge=1)
+    workload_memory_limit_mib_min: int = Field(128, ge=1)
+    workload_memory_limit_mib_max: int = Field(262144, ge=1)
+    control_plane_cpu_request_milli_cores_min: int = Field(50, ge=1)
+    control_plane_cpu_request_milli_cores_max: int = Field(8000, ge=1)
+    control_plane_memory_request_mib_min: int = Field(128, ge=1)
+    control_plane_memory_request_mib_max: int = Field(16384, ge=1)
 
     # Browser security and rate limits (seed defaults).
     cors_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -120,6 +155,21 @@ class Settings(BaseSettings):
                 raise ValueError(f"origin {origin!r} must be '*' or start with http:// or https://")
         return [origin.rstrip("/") for origin in value]
 
+    @field_validator("supported_kubernetes_versions", mode="before")
+    @classmethod
+    def _split_versions(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("supported_kubernetes_versions")
+    @classmethod
+    def _check_versions(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one version")
+        for version in value:
+            if not _KUBERNETES_VERSION.match(version):
+                raise ValueError(f"{version!r} is not a version like v1.31.2")
+        return value
+
     @field_validator("trusted_proxy_cidrs", mode="before")
     @classmethod
     def _parse_cidrs(cls, value: Any) -> Any:
@@ -141,6 +191,13 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} is not a readable file")
         return value
 
+    @field_validator("vcluster_values_file")
+    @classmethod
+    def _values_mapping(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            parse_values_file(value.read_text())
+        return value
+
     @field_validator("data_dir")
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:
@@ -150,6 +207,11 @@ class Settings(BaseSettings):
     def _check_combinations(self) -> Settings:
         if self.db_pool_min_size > self.db_pool_max_size:
             raise ValueError("KUBEBYON_DB_POOL_MIN_SIZE must not exceed KUBEBYON_DB_POOL_MAX_SIZE")
+        for name in CLUSTER_RESOURCE_FIELDS:
+            if getattr(self, f"{name}_min") > getattr(self, f"{name}_max"):
+                raise ValueError(
+                    f"KUBEBYON_{name.upper()}_MIN must not exceed KUBEBYON_{name.upper()}_MAX"
+                )
         email, password = self.bootstrap_admin_email, self.bootstrap_admin_password
         if (email is None) != (password is None):
             raise ValueError(
@@ -170,6 +232,13 @@ class Settings(BaseSettings):
     @property
     def listen(self) -> tuple[str, int]:
         return parse_http_addr(self.http_addr)
+
+    @property
+    def cluster_resource_bounds(self) -> dict[str, tuple[int, int]]:
+        return {
+            name: (getattr(self, f"{name}_min"), getattr(self, f"{name}_max"))
+            for name in CLUSTER_RESOURCE_FIELDS
+        }
 
     def masked(self) -> dict[str, str]:
         """Effective configuration, variable name to value, with secrets masked."""

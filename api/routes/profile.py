@@ -27,6 +27,7 @@ from api.responses import json_model, user_response
 from api.sessions import clear_session_cookie
 from api.state import services
 from kubebyon.db import audit
+from kubebyon.db import clusters as clusters_db
 from kubebyon.domain.images import MAX_AVATAR_BYTES, AvatarProblem, AvatarTooLarge, clean_avatar
 from kubebyon.domain.passwords import verify_password
 
@@ -189,7 +190,7 @@ async def delete_current_user(request: web.Request) -> web.Response:
             raise ApiError(401, "authentication required", "unauthenticated")
         await conn.execute(db.q.revoke_user_sessions, principal.user_id, None)
         await conn.execute(db.q.revoke_user_api_keys, principal.user_id)
-        # Clusters: the user's clusters enter the cluster deletion path here (later issue).
+        await clusters_db.delete_all_of_owner(conn, principal.user_id, actor=actor(request))
         await audit.record(
             conn,
             actor(request),

@@ -5,6 +5,10 @@ to roles, assignments or grants sends NOTIFY 'authz' in its transaction; every p
 drops its cache when that arrives (the runtime's LISTEN connection delivers it), so a
 revoked assignment takes effect everywhere within about a second. A TTL bounds the damage
 of a lost notification; a reconnect of the listener clears the cache too.
+
+Memory is bounded: at most ``max_principals`` principals (least recently used evicted)
+with at most ``max_decisions`` cached decisions each; past that, decisions are computed
+from the cached roles without being stored.
 """
 
 from __future__ import annotations
@@ -39,8 +43,8 @@ class Authorizer:
         db: Database,
         *,
         ttl: float = 30.0,
-        max_principals: int = 10_000,
-        max_decisions: int = 1_000,
+        max_principals: int = 2_048,
+        max_decisions: int = 256,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db = db
@@ -49,17 +53,20 @@ class Authorizer:
         self.max_decisions = max_decisions
         self.clock = clock
         self._cache: OrderedDict[CacheKey, _Entry] = OrderedDict()
+        self._generation = 0  # bumped by invalidate()
 
     def invalidate(self) -> None:
         self._cache.clear()
+        self._generation += 1
 
     async def _entry(self, subjects: Subjects, user_id: str | None) -> _Entry:
-        key = (subjects.users, subjects.groups, user_id)
+        key = (*subjects.cache_key, user_id)
         entry = self._cache.get(key)
         now = self.clock()
         if entry is not None and now - entry.at < self.ttl:
             self._cache.move_to_end(key)
             return entry
+        generation = self._generation
         rows = await self.db.fetch(
             Q.roles_for_principal, sorted(subjects.users), sorted(subjects.groups), user_id
         )
@@ -75,9 +82,12 @@ class Authorizer:
             for r in rows
         )
         entry = _Entry(roles, now)
-        self._cache[key] = entry
-        while len(self._cache) > self.max_principals:
-            self._cache.popitem(last=False)
+        # An invalidation while the query ran may be for a change it did not see: answer
+        # this request with it, but do not keep it.
+        if generation == self._generation:
+            self._cache[key] = entry
+            while len(self._cache) > self.max_principals:
+                self._cache.popitem(last=False)
         return entry
 
     async def roles(self, subjects: Subjects, user_id: str | None) -> tuple[Role, ...]:

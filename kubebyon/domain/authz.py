@@ -1,5 +1,6 @@
 """The authorization engine: may these subjects do this verb on this resource in this
-cluster and namespace? Pure functions; the caching service is ``api/authz.py``.
+cluster and namespace? Pure functions; ``kubebyon/db/authz.py`` loads roles and caches
+decisions, ``api/authz.py`` adds platform admins and owners for console routes.
 
 A role holds four pattern lists (clusters, namespaces, resources, verbs). A request is
 allowed when ONE role assigned to the principal (directly or through a group) matches
@@ -12,7 +13,7 @@ than only when it comes before the allow that would match (docs/authorization.md
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import translate
 from functools import lru_cache
@@ -67,11 +68,6 @@ class Access:
     verb: str
 
 
-@lru_cache(maxsize=4096)
-def _glob(pattern: str) -> re.Pattern[str]:
-    return re.compile(translate(pattern))  # fnmatch.translate anchors at both ends
-
-
 def pattern_problem(pattern: str) -> str | None:
     """Why a pattern cannot be stored, or None."""
     body = pattern[1:] if pattern.startswith("!") else pattern
@@ -82,24 +78,39 @@ def pattern_problem(pattern: str) -> str | None:
     return None
 
 
-def _matches(pattern: str, value: str) -> bool:
-    if pattern in (WILDCARD, value):
-        return True
-    if any(c in pattern for c in "*?["):
-        return _glob(pattern).match(value) is not None
+Matcher = Callable[[str], object]  # truthy when the value matches
+
+
+def _nothing(value: str) -> bool:
     return False
+
+
+def _anything(value: str) -> bool:
+    return True
+
+
+def _any_of(patterns: list[str]) -> Matcher:
+    if not patterns:
+        return _nothing
+    if WILDCARD in patterns:
+        return _anything
+    if not any(c in p for p in patterns for c in "*?["):
+        return frozenset(patterns).__contains__
+    # fnmatch.translate anchors each glob at both ends; re.match anchors the start too.
+    return re.compile("|".join(translate(p) for p in patterns)).match
+
+
+@lru_cache(maxsize=4096)
+def _compiled(patterns: tuple[str, ...]) -> tuple[Matcher, Matcher]:
+    """(allow, deny) matchers of one dimension of a role, built once per pattern list."""
+    denies = [p[1:] for p in patterns if p.startswith("!")]
+    return _any_of([p for p in patterns if not p.startswith("!")]), _any_of(denies)
 
 
 def patterns_match(patterns: Sequence[str], value: str) -> bool:
     """True when a positive pattern matches and no ``!`` pattern does, in any order."""
-    allowed = False
-    for pattern in patterns:
-        if pattern.startswith("!"):
-            if _matches(pattern[1:], value):
-                return False
-        elif not allowed and _matches(pattern, value):
-            allowed = True
-    return allowed
+    allow, deny = _compiled(tuple(patterns))
+    return bool(allow(value)) and not deny(value)
 
 
 def role_allows(role: Role, access: Access) -> bool:

@@ -34,6 +34,16 @@ class PermanentError(Exception):
     """Record the error and stop retrying until desired state changes."""
 
 
+class NotYet(Exception):
+    """Jobs only: the work is progressing elsewhere (e.g. a reconciler converging the
+    host). The job goes back to pending, due after ``delay`` seconds, and the attempt is
+    not counted: waiting never uses up a job's attempts."""
+
+    def __init__(self, message: str = "", *, delay: float) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
 @dataclass
 class Context:
     db: Database

@@ -20,7 +20,7 @@ import asyncpg
 from kubebyon import metrics
 from kubebyon.db.database import Database
 from kubebyon.runtime.backoff import backoff_seconds
-from kubebyon.runtime.contract import PermanentError, TemporaryError
+from kubebyon.runtime.contract import NotYet, PermanentError, TemporaryError
 from kubebyon.runtime.driver import describe_error
 from kubebyon.runtime.loop import ClaimLoop
 
@@ -106,6 +106,9 @@ class JobLoop(ClaimLoop):
         else:
             try:
                 await handler(JobContext(self.db, job, log))
+            except NotYet as exc:
+                result = "not_yet"
+                await self.db.execute(self.db.q.defer_job, job["id"], self.worker_id, exc.delay)
             except PermanentError as exc:
                 result = "failed"
                 await self._finish(job, "failed", describe_error(exc))
@@ -133,8 +136,11 @@ class JobLoop(ClaimLoop):
             else:
                 await self._finish(job, "succeeded", None)
         metrics.JOBS_FINISHED.labels(job["type"], result).inc()
-        log.info(
-            "job attempt finished", result=result, seconds=round(time.perf_counter() - started, 3)
+        # A job waiting on a reconciler looks every few seconds: keep that out of INFO.
+        (log.debug if result == "not_yet" else log.info)(
+            "job attempt finished",
+            result=result,
+            seconds=round(time.perf_counter() - started, 3),
         )
 
     async def _finish(self, job: asyncpg.Record, status: str, error: str | None) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from kubebyon.db.database import Database
 from kubebyon.db.desired_state import enqueue_operation
-from kubebyon.runtime.contract import PermanentError, TemporaryError
+from kubebyon.runtime.contract import NotYet, PermanentError, TemporaryError
 from kubebyon.runtime.driver import Runtime
 from kubebyon.runtime.jobs import JobContext, JobLoop
 from reconcilers.job_leases import JobLeaseReconciler
@@ -133,6 +133,26 @@ async def test_permanent_error_and_unknown_type_fail_at_once(db: Database) -> No
     assert one["last_error"] == "kubernetes_version v9.99 is not supported"
     assert two["status"] == "failed"
     assert two["last_error"] == "no handler for job type 'cluster_teleport'"
+
+
+async def test_not_yet_waits_without_spending_attempts(db: Database) -> None:
+    """A job tracking work done elsewhere (an install) may wait far longer than its
+    attempts would allow retries: NotYet puts it back to pending, attempt not counted."""
+    calls: list[int] = []
+
+    async def waiting(ctx: JobContext) -> None:
+        calls.append(ctx.job["attempt_count"])
+        if len(calls) < 6:
+            raise NotYet("install in progress", delay=0.01)
+
+    async with workers(db, {"cluster_create": waiting}, max_attempts=2):
+        job = await submit(db)
+        done = await settled(db, job["id"])
+    assert done["status"] == "succeeded"
+    assert calls == [1] * 6  # every look is attempt 1 again
+    assert done["attempt_count"] == 1
+    assert done["last_error"] is None  # waiting is not an error
+    assert (await operation_of(db, job))["status"] == "succeeded"
 
 
 async def test_lease_reconciler_fails_a_job_whose_attempts_are_spent(db: Database) -> None:

@@ -49,6 +49,8 @@ CREATE TABLE bcs_users (
     updated_at           timestamptz NOT NULL DEFAULT now(),
     UNIQUE (name, user_type)
 );
+-- The authorizer looks up the bk-bcs names of an account on every cache miss.
+CREATE INDEX bcs_users_account ON bcs_users (user_id) WHERE user_id IS NOT NULL;
 
 -- Clusters registered through bk-bcs: imported clusters in KubeBYON.
 CREATE TABLE bcs_clusters (

@@ -63,3 +63,5 @@ CREATE TABLE control_plane_samples (
     available           double precision,           -- 1.0 reachable, 0.0 not; averaged when downsampled
     PRIMARY KEY (cluster_id, resolution_seconds, sampled_at)
 );
+-- Downsampling and retention sweep every cluster's samples by age.
+CREATE INDEX control_plane_samples_age ON control_plane_samples (sampled_at);

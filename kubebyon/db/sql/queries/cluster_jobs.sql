@@ -74,6 +74,15 @@ SET status = 'pending', last_error = $3, leased_until = NULL,
 WHERE id = $1 AND worker_id = $2 AND status = 'running'
 RETURNING id;
 
+-- name: defer_job
+-- NotYet: the work goes on elsewhere (a reconciler); look again after $3 seconds. The
+-- attempt counted at claim is given back, so waiting never uses up the job's attempts.
+UPDATE cluster_jobs
+SET status = 'pending', leased_until = NULL, due_at = now() + make_interval(secs => $3),
+    attempt_count = greatest(attempt_count - 1, 0), updated_at = now()
+WHERE id = $1 AND worker_id = $2 AND status = 'running'
+RETURNING id;
+
 -- name: release_jobs
 -- Graceful shutdown: give unfinished jobs back without spending an attempt.
 UPDATE cluster_jobs
