@@ -41,7 +41,10 @@ class ClusterCreateRequest(_Request):
     workload_memory_limit_mib: int
     control_plane_cpu_request_milli_cores: int
     control_plane_memory_request_mib: int
-    public_access_enabled: bool = False
+    public_access_enabled: bool | None = Field(
+        default=None,
+        description="Default: true when control_plane_host is given (published as a NodePort).",
+    )
     public_access_mode: PublicAccessMode = "nodeport"
     managed_workload_ingress_enabled: bool = False
 

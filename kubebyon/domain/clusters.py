@@ -126,10 +126,15 @@ def normalized(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def with_create_defaults(values: Mapping[str, Any]) -> dict[str, Any]:
     """Seed §3.1: vcluster_name defaults to name; namespace to the final vcluster_name
-    (checked by ``create_problems``, stored as vcluster_name)."""
+    (checked by ``create_problems``, stored as vcluster_name). A cluster created with a
+    control_plane_host is published on it (NodePort) unless public access is turned off
+    explicitly: the seed's example hands out ``https://<control_plane_host>:<port>``, and a
+    kubeconfig only reachable inside the host cluster is of no use to its owner."""
     spec = normalized(values)
     if spec.get("vcluster_name") is None:
         spec["vcluster_name"] = spec["name"]
+    if spec.get("public_access_enabled") is None:
+        spec["public_access_enabled"] = bool(spec.get("control_plane_host"))
     return spec
 
 

@@ -178,7 +178,8 @@ async def test_create_with_the_seed_body(client: TestClient, signed_in: User, db
     assert cluster["connection_status"] == "pending"
     assert cluster["backend"] == "vcluster"
     assert cluster["owner_user_id"] == signed_in.id
-    assert cluster["public_access_enabled"] is False
+    # Published on control_plane_host by default: the seed hands out https://<host>:<port>.
+    assert cluster["public_access_enabled"] is True
     assert cluster["public_access_mode"] == "nodeport"
     assert cluster["managed_workload_ingress_enabled"] is False
     assert cluster["managed_workload_ingress_status"] == "disabled"
@@ -356,7 +357,7 @@ async def test_a_failure_rolls_back_the_whole_write(
     assert [(r["id"], r["generation"], r["status"]) for r in rows] == [
         (cluster["id"], 1, "provisioning")
     ]
-    assert rows[0]["public_access_enabled"] is False
+    assert rows[0]["public_access_mode"] == "nodeport"  # the PUT was not applied
     assert await db.fetchval("SELECT count(*) FROM cluster_operations") == 1
     assert await db.fetchval("SELECT count(*) FROM cluster_jobs") == 1
     assert await db.fetchval("SELECT generation FROM reconcile_queue") == 1
@@ -395,7 +396,9 @@ async def test_update_with_the_seed_body(client: TestClient, signed_in: User, db
     extra = await db.fetchval(
         "SELECT extra FROM audit_events WHERE action='settings_update_requested'"
     )
-    assert extra == {"generation": 2, "changes": SEED_UPDATE}
+    # public_access_enabled was already on (control_plane_host given at creation).
+    changed = {k: v for k, v in SEED_UPDATE.items() if k != "public_access_enabled"}
+    assert extra == {"generation": 2, "changes": changed}
 
     # Resources, then managed ingress off again.
     response = await client.put(

@@ -216,3 +216,13 @@ def test_settings_resource_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUBEBYON_WORKLOAD_MEMORY_LIMIT_MIB_MIN", "0")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_public_access_defaults_to_on_when_a_control_plane_host_is_given() -> None:
+    base = {"name": "demo", "vcluster_name": None}
+    assert with_create_defaults({**base, "control_plane_host": "203.0.113.10"})[
+        "public_access_enabled"
+    ]
+    assert not with_create_defaults({**base, "control_plane_host": None})["public_access_enabled"]
+    explicit = {**base, "control_plane_host": "203.0.113.10", "public_access_enabled": False}
+    assert not with_create_defaults(explicit)["public_access_enabled"]
