@@ -13,15 +13,21 @@ from api.openapi import RouteTable
 from api.routes import (
     activities,
     admin_users,
+    admission,
     api_keys,
     auth,
     clusters,
     health,
+    join,
     kubectl,
+    node_actions,
+    nodes,
+    overview,
     profile,
     registration,
     sso,
     system_settings,
+    tokens,
 )
 from api.state import SERVICES, CaptchaVerifier, KubectlRunner, OAuthClient, Services
 from kubebyon.db.authz import Authorizer
@@ -46,6 +52,12 @@ ROUTE_TABLES: list[RouteTable] = [
     system_settings.routes,
     clusters.routes,
     kubectl.routes,
+    tokens.routes,
+    join.routes,
+    nodes.routes,
+    node_actions.routes,
+    overview.routes,
+    admission.routes,
     kite.routes,
     bcs.routes,
 ]
