@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     telegram_api_base_url: str = "https://api.telegram.org"
     hcaptcha_verify_url: str = "https://api.hcaptcha.com/siteverify"
 
+    # bk-bcs credentials naming this machine (loopback) are refused (SSRF) unless an
+    # operator runs the cluster agent and KubeBYON side by side on purpose.
+    bcs_allow_loopback_server_addresses: bool = False
+
     # Sessions: sliding expiry after inactivity, capped by an absolute lifetime.
     session_idle_hours: float = Field(168, gt=0)
     session_max_hours: float = Field(720, gt=0)

@@ -26,7 +26,8 @@ from kubebyon.secretbox import SecretBox
 from reconcilers.connection import PROBE_TIMEOUT, observe
 
 NAME = "control_plane_metrics"
-RETENTION_KEY = "retention"  # never a cluster id (those start with "cl_")
+# Never a cluster id: those start with a letter or digit (cl_…, or a bk-bcs id).
+RETENTION_KEY = ":retention"
 SWEEP_INTERVAL = 300.0
 # (resolution rolled up, bucket seconds, age from which it is rolled up)
 ROLLUPS = ((0, 300, timedelta(hours=6)), (300, 3600, timedelta(hours=24)))

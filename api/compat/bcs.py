@@ -6,8 +6,10 @@ missing, unknown, expired or of the wrong user type gets the same 401 bcs-user-m
 gives. Cluster agents update credentials with the cluster's register token alone. The
 middleware's policies know nothing of bk-bcs tokens, so every route is public to it and
 the check is here. Permissions are roles of the authorization engine (origin 'bcs');
-``verify`` asks that engine. Errors: ``{result: false, code, message, data: null}``
-(api/errors.py); the rules are in docs/authorization.md, "bk-bcs".
+``verify`` asks that engine. A registered cluster is also an imported KubeBYON cluster
+(same id, backend ``imported``) whose kubeconfig is built from the agent's credentials; the
+connection reconciler reports its reachability. Errors: ``{result: false, code, message,
+data: null}`` (api/errors.py); the rules are in docs/authorization.md, "bk-bcs".
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from kubebyon.db import audit
 from kubebyon.db.audit import Actor
 from kubebyon.db.authz import authz_changed
 from kubebyon.db.database import Conn
+from kubebyon.db.desired_state import wake
 from kubebyon.db.queries import QUERIES as Q
 from kubebyon.domain.authz import Subjects, subjects_of
 from kubebyon.domain.bcs import (
@@ -64,7 +67,9 @@ from kubebyon.domain.bcs import (
     CREATORS,
     UserType,
     cluster_id_problem,
+    credentials_problem,
     grant_role,
+    imported_kubeconfig,
     is_user_token,
     new_register_token,
     new_user_token,
@@ -78,10 +83,12 @@ from kubebyon.domain.bcs import (
     verify_access,
 )
 from kubebyon.domain.tokens import same_digest, token_hash
+from kubebyon.secretbox import SecretBox, SecretKeyError
 
 routes = RouteTable("bcs")
 M = TypeVar("M", bound=BaseModel)
 PREFIX = "/bcsapi/v4/usermanager/v1"
+CONNECTION_RECONCILER = "connection"  # reconcilers/connection.py
 
 
 @dataclass(frozen=True)
@@ -300,7 +307,7 @@ def _cluster_id(request: web.Request) -> str:
     "POST",
     f"{PREFIX}/clusters",
     summary="bk-bcs: register a cluster (k8s, mesos, or tke with its tke id and region); "
-    "needs an admin token",
+    "it shows in the console as an imported cluster; needs an admin token",
     request=BcsClusterCreateRequest,
     response=BcsClusterResponse,
     auth="none",
@@ -328,6 +335,13 @@ async def register_bcs_cluster(request: web.Request) -> web.Response:
         )
         if row is None:
             raise ApiError(409, f"create cluster failed, cluster [{body.cluster_id}] already exist")
+        try:
+            await conn.execute(Q.bcs_insert_imported_cluster, body.cluster_id, caller.actor.user_id)
+        except asyncpg.UniqueViolationError:  # the transaction is aborted: nothing is kept
+            raise ApiError(
+                409,
+                f"create cluster failed, a KubeBYON cluster uses the name [{body.cluster_id}]",
+            ) from None
         await audit.record(
             conn,
             caller.actor,
@@ -335,6 +349,8 @@ async def register_bcs_cluster(request: web.Request) -> web.Response:
             action="create",
             resource_id=body.cluster_id,
             message=f"registered bk-bcs {body.cluster_type} cluster {body.cluster_id!r}",
+            cluster_id=body.cluster_id,
+            cluster_name=body.cluster_id,
         )
     cluster = BcsClusterOut(
         id=row["cluster_id"],
@@ -413,8 +429,8 @@ CREDENTIALS = f"{PREFIX}/clusters/{{cluster_id}}/credentials"
 @routes.route(
     "PUT",
     CREDENTIALS,
-    summary="bk-bcs: the cluster agent reports API server addresses, CA and token; "
-    "authenticated by register_token in the body only",
+    summary="bk-bcs: the cluster agent reports API server addresses, CA and token (the "
+    "imported cluster's kubeconfig); authenticated by register_token in the body only",
     request=BcsCredentialsUpdateRequest,
     response=BcsEmptyResponse,
     auth="none",
@@ -429,10 +445,22 @@ async def update_credentials(request: web.Request) -> web.Response:
         bytes(stored["token_hash"]), token_hash(body.register_token)
     ):
         raise ApiError(401, ANONYMOUS_MESSAGE)
-    problem = server_addresses_problem(body.server_addresses)
+    problem = server_addresses_problem(
+        body.server_addresses,
+        allow_loopback=svc.settings.bcs_allow_loopback_server_addresses,
+    )
     if problem:
         raise ApiError(400, problem)
+    server = body.server_addresses.split(";")[0]
+    unusable = credentials_problem(body.cacert_data, body.user_token)
+    kubeconfig = None
+    if unusable is None:
+        kubeconfig = imported_kubeconfig(cluster_id, server, body.cacert_data, body.user_token)
     async with svc.db.transaction() as conn:
+        await conn.execute(Q.bcs_lock_cluster, cluster_id)
+        current = await conn.fetchrow(Q.bcs_get_credentials, cluster_id)
+        # bcs-kube-agent reports periodically: the same credentials again are no change.
+        changed = current is None or not _same_credentials(svc.secrets, current, body)
         await conn.execute(
             Q.bcs_save_credentials,
             cluster_id,
@@ -440,16 +468,42 @@ async def update_credentials(request: web.Request) -> web.Response:
             svc.secrets.encrypt(body.cacert_data),
             svc.secrets.encrypt(body.user_token),
         )
-        await audit.record(
-            conn,
-            Actor(None, "user", "register_token", remote_ip(request)),
-            resource_type="bcs_credentials",
-            action="update",
-            resource_id=cluster_id,
-            message=f"updated the credentials of bk-bcs cluster {cluster_id!r}",
-            extra={"server_addresses": body.server_addresses},
-        )
+        if changed:
+            imported = await conn.fetchrow(
+                Q.bcs_import_credentials,
+                cluster_id,
+                server,
+                None if kubeconfig is None else svc.secrets.encrypt(kubeconfig),
+                unusable,
+            )
+            if imported is not None and kubeconfig is not None:
+                await wake(conn, CONNECTION_RECONCILER, cluster_id)
+            await audit.record(
+                conn,
+                Actor(None, "user", "register_token", remote_ip(request)),
+                resource_type="bcs_credentials",
+                action="update",
+                resource_id=cluster_id,
+                message=f"updated the credentials of bk-bcs cluster {cluster_id!r}"
+                + (f" ({unusable})" if unusable else ""),
+                cluster_id=cluster_id,
+                cluster_name=cluster_id,
+                extra={"server_addresses": body.server_addresses, "usable": unusable is None},
+            )
     return json_model(BcsEmptyResponse())
+
+
+def _same_credentials(
+    secrets: SecretBox, row: asyncpg.Record, body: BcsCredentialsUpdateRequest
+) -> bool:
+    try:
+        return (
+            row["server_addresses"] == body.server_addresses
+            and secrets.decrypt(row["ca_cert_encrypted"]) == body.cacert_data
+            and secrets.decrypt(row["user_token_encrypted"]) == body.user_token
+        )
+    except SecretKeyError:  # unreadable with today's keys: the new ones replace them
+        return False
 
 
 def _credentials_entry(svc: Services, row: asyncpg.Record) -> BcsCredentialsEntry:

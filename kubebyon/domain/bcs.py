@@ -5,15 +5,22 @@ the authorization engine (docs/authorization.md, "bk-bcs").
 
 from __future__ import annotations
 
+import base64
+import ipaddress
 import re
 import secrets
+import socket
+import ssl
 import string
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import IntEnum
 from urllib.parse import urlsplit
 
+import yaml
+
 from kubebyon.domain.authz import Access
+from kubebyon.domain.clusters import host_problem
 
 # bcs-common error codes.
 UNAUTHORIZED = 1405059
@@ -55,7 +62,8 @@ MAX_REFRESH_DAYS = 365  # plain tokens are meant to be short-lived
 _TOKEN_ALPHABET = string.ascii_letters + string.digits
 USER_TOKEN_LENGTH = 32
 REGISTER_TOKEN_LENGTH = 128
-_USER_TOKEN = re.compile(rf"^[A-Za-z0-9]{{{USER_TOKEN_LENGTH}}}$")
+# Patterns of this module are used with fullmatch (with "$", a trailing newline passes).
+_USER_TOKEN = re.compile(rf"[A-Za-z0-9]{{{USER_TOKEN_LENGTH}}}")
 
 
 def _random_token(length: int) -> str:
@@ -71,7 +79,7 @@ def new_register_token() -> str:
 
 
 def is_user_token(value: str) -> bool:
-    return _USER_TOKEN.match(value) is not None
+    return _USER_TOKEN.fullmatch(value) is not None
 
 
 def token_expiry(user_type: UserType, now: datetime) -> datetime:
@@ -90,28 +98,69 @@ def refresh_days_problem(raw: str) -> str | None:
     return None
 
 
-_USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 def user_name_problem(name: str) -> str | None:
-    if not _USER_NAME.match(name):
+    if not _USER_NAME.fullmatch(name):
         return "user name must be 1-128 letters, digits or ._@+- and start with a letter or digit"
     return None
 
 
+# A registered bk-bcs cluster is a KubeBYON cluster with the bk-bcs id as its id, so that
+# grants naming the id apply to it; ids of KubeBYON's own clusters start with this.
+KUBEBYON_CLUSTER_ID_PREFIX = "cl_"
+
+
 def cluster_id_problem(cluster_id: str) -> str | None:
-    if not _NAME.match(cluster_id):
+    if not _NAME.fullmatch(cluster_id):
         return "cluster id must be 1-100 letters, digits or ._- and start with a letter or digit"
+    if cluster_id.startswith(KUBEBYON_CLUSTER_ID_PREFIX):
+        return f"cluster ids starting with {KUBEBYON_CLUSTER_ID_PREFIX} are KubeBYON's own"
     return None
 
 
 CLUSTER_TYPES = {"k8s": 1, "mesos": 2, "tke": 3}
 
 
-def server_addresses_problem(value: str) -> str | None:
-    """``;``-separated API server URLs: https, a host, an optional port, nothing else."""
+# KubeBYON calls these addresses itself (connection probe, console kubectl), so they may
+# not point at this machine, link-local addresses (cloud metadata services live there),
+# or the metadata addresses outside that range. Private ranges (RFC 1918, ULA) are where
+# on-premises clusters live: allowed. docs/authorization.md, "Imported clusters".
+_BLOCKED_NETWORKS = tuple(
+    ipaddress.ip_network(n) for n in ("0.0.0.0/8", "100.100.100.200/32", "fd00:ec2::254/128")
+)
+
+
+def _blocked_host(host: str, *, allow_loopback: bool = False) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return not allow_loopback
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        try:  # the C resolver reads 0x7f.0x1 and the like as IPv4 addresses
+            address = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return (
+        (address.is_loopback and not allow_loopback)
+        or address.is_link_local
+        or address.is_unspecified
+        or address.is_multicast
+        or address.is_reserved
+        or any(address in network for network in _BLOCKED_NETWORKS)
+    )
+
+
+def server_addresses_problem(value: str, *, allow_loopback: bool = False) -> str | None:
+    """``;``-separated API server URLs: https, a host (a DNS name or an IP address this
+    machine may call, see ``_blocked_host``), an optional port, nothing else. Names are
+    not resolved here: what they resolve to can change after the check."""
     if not value or len(value) > 4096:
         return "server_addresses must hold 1 to 4096 characters"
     for address in value.split(";"):
@@ -122,11 +171,51 @@ def server_addresses_problem(value: str) -> str | None:
             url.port  # noqa: B018 - raises ValueError on a bad port
         except ValueError:
             return f"server address {address!r} is not a valid URL"
-        if url.scheme != "https" or not url.hostname:
+        if url.scheme != "https" or not url.hostname or host_problem(url.hostname):
             return f"server address {address!r} must be an https URL with a host"
         if url.username or url.password or url.query or url.fragment or url.path not in ("", "/"):
             return f"server address {address!r} must hold only a host and a port"
+        if _blocked_host(url.hostname, allow_loopback=allow_loopback):
+            return (
+                f"server address {address!r} points at this machine or a link-local or "
+                "metadata address"
+            )
     return None
+
+
+_BEARER_TOKEN = re.compile(r"[!-~]+")
+
+
+def credentials_problem(ca_cert: str, user_token: str) -> str | None:
+    """Why KubeBYON cannot call the cluster's API with these credentials (bk-bcs stores
+    them anyway): the CA must be PEM certificates, as bcs-kube-agent sends them, and the
+    token fit in an ``Authorization: Bearer`` header."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=ca_cert)
+    except (ssl.SSLError, TypeError, ValueError):
+        return "the CA in the bk-bcs credentials is not a PEM certificate"
+    if not _BEARER_TOKEN.fullmatch(user_token):
+        return "the user token in the bk-bcs credentials holds spaces or non-ASCII characters"
+    return None
+
+
+def imported_kubeconfig(cluster_id: str, server: str, ca_cert: str, user_token: str) -> str:
+    """The kubeconfig of a registered cluster: its API server, CA and token."""
+    ca_data = base64.b64encode(ca_cert.encode()).decode()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": cluster_id,
+                "cluster": {"server": server, "certificate-authority-data": ca_data},
+            }
+        ],
+        "users": [{"name": cluster_id, "user": {"token": user_token}}],
+        "contexts": [{"name": cluster_id, "context": {"cluster": cluster_id, "user": cluster_id}}],
+        "current-context": cluster_id,
+    }
+    return yaml.safe_dump(config, sort_keys=False)
 
 
 # Permissions. A bk-bcs role is a set of HTTP actions; the engine speaks Kite's verbs.
@@ -156,14 +245,14 @@ def resource_problem(resource_type: str, resource: str) -> str | None:
     if resource == ALL:
         return None
     if resource_type in ("cluster", "storage"):
-        if _NAME.match(resource):
+        if _NAME.fullmatch(resource):
             return None
         return f"resource of type {resource_type} must be a cluster id or *"
     cluster, slash, namespace = resource.partition("/")
     if (
         slash
-        and (cluster == ALL or _NAME.match(cluster))
-        and (namespace == ALL or _NAMESPACE.match(namespace))
+        and (cluster == ALL or _NAME.fullmatch(cluster))
+        and (namespace == ALL or _NAMESPACE.fullmatch(namespace))
     ):
         return None
     return f"resource of type {resource_type} must be <cluster id>/<namespace> or *"

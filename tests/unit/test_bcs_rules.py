@@ -14,6 +14,7 @@ from kubebyon.domain.bcs import (
     ANONYMOUS_MESSAGE,
     UserType,
     cluster_id_problem,
+    credentials_problem,
     error_envelope,
     grant_role,
     is_user_token,
@@ -74,10 +75,13 @@ def test_user_and_cluster_names() -> None:
         assert user_name_problem(good) is None
     for bad in ("", "-x", "a b", "a/b", "a:b", "x" * 129, "*"):
         assert user_name_problem(bad) is not None
-    for good in ("BCS-K8S-001", "cl_01h", "a"):
+    for good in ("BCS-K8S-001", "a", "cluster_1", "CL_01h"):
         assert cluster_id_problem(good) is None
-    for bad in ("", "BCS K8S", "BCS/1", "dev-*", "!x", "x" * 101):
+    for bad in ("", "BCS K8S", "BCS/1", "dev-*", "!x", "x" * 101, "BCS-K8S-001\n"):
         assert cluster_id_problem(bad) is not None
+    # KubeBYON's own cluster ids: a bk-bcs cluster is a KubeBYON cluster with its bk-bcs id.
+    assert cluster_id_problem("cl_01h") == "cluster ids starting with cl_ are KubeBYON's own"
+    assert user_name_problem("admin1\n") is not None
 
 
 @pytest.mark.parametrize(
@@ -87,6 +91,11 @@ def test_user_and_cluster_names() -> None:
         "https://10.0.0.1:6443;https://10.0.0.2:6443",
         "https://api.example.com",
         "https://[2001:db8::1]:6443/",
+        # Private ranges: where on-premises clusters live.
+        "https://192.168.1.10",
+        "https://172.16.5.4:443",
+        "https://[fd00::2]:6443",
+        "https://100.64.0.1:6443",
     ],
 )
 def test_server_addresses_accepts_https_hosts_with_ports(value: str) -> None:
@@ -113,6 +122,52 @@ def test_server_addresses_accepts_https_hosts_with_ports(value: str) -> None:
 )
 def test_server_addresses_refuses_anything_else(value: str) -> None:
     assert server_addresses_problem(value) is not None
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "127.0.0.53",
+        "0x7f.0x1",  # what the C resolver reads as 127.0.0.1
+        "localhost",
+        "api.localhost",
+        "[::1]",
+        "[::ffff:127.0.0.1]",
+        "0.0.0.0",  # noqa: S104 - an address refused, not one bound
+        "0.1.2.3",
+        "[::]",
+        "169.254.169.254",
+        "169.254.0.23",
+        "[fe80::1]",
+        "[fe80::1%25eth0]",
+        "[fd00:ec2::254]",
+        "100.100.100.200",
+        "224.0.0.1",
+        "[ff02::1]",
+        "240.0.0.1",
+    ],
+)
+def test_server_addresses_at_this_machine_or_metadata_services_are_refused(host: str) -> None:
+    problem = server_addresses_problem(f"https://{host}:6443")
+    assert problem is not None
+    assert "points at this machine or a link-local or metadata address" in problem
+    # Anywhere in the list.
+    assert server_addresses_problem(f"https://10.0.0.1:6443;https://{host}:6443") == problem
+
+
+def test_a_ca_that_is_not_pem_certificates_cannot_be_used() -> None:
+    for ca in ("xxxx", "-----BEGIN CERTIFICATE-----\nxxxx\n-----END CERTIFICATE-----\n", "é"):
+        assert credentials_problem(ca, "token") == (
+            "the CA in the bk-bcs credentials is not a PEM certificate"
+        )
+
+
+@pytest.mark.parametrize("host", ["127.1", "2130706433", "017700000001", "bad_host"])
+def test_server_address_hosts_must_be_dns_names_or_canonical_ip_addresses(host: str) -> None:
+    assert server_addresses_problem(f"https://{host}:6443") == (
+        f"server address 'https://{host}:6443' must be an https URL with a host"
+    )
 
 
 def test_errors_carry_bk_bcs_codes_and_the_exact_anonymous_message() -> None:
@@ -222,3 +277,10 @@ def test_grant_role_names_parse_back() -> None:
         assert parse_grant_role(grant_role(*args).name) == args
     for other in ("admin", "viewer", "bcs:", "bcs:owner:cluster:x", "bcs:viewer:pods:x"):
         assert parse_grant_role(other) is None
+
+
+def test_loopback_server_addresses_only_when_the_operator_allows_them() -> None:
+    assert server_addresses_problem("https://127.0.0.1:6443") is not None
+    assert server_addresses_problem("https://127.0.0.1:6443", allow_loopback=True) is None
+    assert server_addresses_problem("https://localhost:6443", allow_loopback=True) is None
+    assert server_addresses_problem("https://169.254.169.254", allow_loopback=True) is not None

@@ -58,6 +58,16 @@ VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (cluster_id) DO NOTHING
 RETURNING cluster_id, cluster_type, tke_cluster_id, tke_cluster_region, creator_id, created_at;
 
+-- name: bcs_insert_imported_cluster
+-- A registered bk-bcs cluster is an imported KubeBYON cluster with the same id ($1), shown
+-- in the console; it waits for the agent's credentials. $2: the registering account.
+-- vcluster_name holds the id too (unique among live clusters: a clash is the caller's 409).
+INSERT INTO clusters (id, owner_user_id, backend, name, namespace, vcluster_name,
+                      kubernetes_version, workload_cpu_limit_milli_cores,
+                      workload_memory_limit_mib, control_plane_cpu_request_milli_cores,
+                      control_plane_memory_request_mib, status, connection_status)
+VALUES ($1, $2, 'imported', $1, '', $1, '', 0, 0, 0, 0, 'provisioning', 'kubeconfig_pending');
+
 -- name: bcs_cluster_exists
 SELECT EXISTS (SELECT 1 FROM bcs_clusters WHERE cluster_id = $1);
 
@@ -71,6 +81,10 @@ RETURNING id, cluster_id, token_encrypted, created_at;
 SELECT id, cluster_id, token_hash, token_encrypted, created_at
 FROM bcs_register_tokens
 WHERE cluster_id = $1;
+
+-- name: bcs_lock_cluster
+-- Credential updates of one cluster, one at a time (the agent may report from replicas).
+SELECT cluster_id FROM bcs_clusters WHERE cluster_id = $1 FOR UPDATE;
 
 -- name: bcs_save_credentials
 -- $1 cluster, $2 server addresses, $3 encrypted CA, $4 encrypted token.
@@ -88,6 +102,24 @@ SELECT id, cluster_id, server_addresses, ca_cert_encrypted, user_token_encrypted
        cluster_domain, created_at, updated_at
 FROM bcs_credentials
 WHERE cluster_id = $1;
+
+-- name: bcs_import_credentials
+-- The imported cluster's side of new credentials: $2 the API server, $3 the encrypted
+-- kubeconfig, or NULL with the reason in $4 when KubeBYON cannot use the credentials.
+-- Reachability is the connection reconciler's to say (woken in the same transaction).
+UPDATE clusters
+SET api_endpoint = $2,
+    kubeconfig_encrypted = $3::text,
+    kubeconfig_available = $3::text IS NOT NULL,
+    kubeconfig_available_at = CASE WHEN $3::text IS NULL THEN NULL
+                                   ELSE coalesce(kubeconfig_available_at, now()) END,
+    status = CASE WHEN $3::text IS NULL THEN 'error' ELSE 'ready' END,
+    connection_status = CASE WHEN $3::text IS NULL THEN 'error' ELSE 'pending' END,
+    observed_kubernetes_version = NULL,
+    last_error_message = $4,
+    updated_at = now()
+WHERE id = $1 AND backend = 'imported' AND status <> 'deleted'
+RETURNING id, name, status;
 
 -- name: bcs_list_credentials
 SELECT cluster_id, server_addresses, ca_cert_encrypted, user_token_encrypted, cluster_domain

@@ -53,9 +53,10 @@ WHERE id = $1
 RETURNING *;
 
 -- name: lock_clusters_to_delete_of_owner
--- Account deletion: the owner's clusters not yet on their way out.
+-- Account deletion: the owner's clusters not yet on their way out. Imported clusters stay:
+-- they are the bk-bcs registry's, and nothing of KubeBYON's would ever finish deleting them.
 SELECT * FROM clusters
-WHERE owner_user_id = $1 AND status NOT IN ('deleting', 'deleted')
+WHERE owner_user_id = $1 AND backend = 'vcluster' AND status NOT IN ('deleting', 'deleted')
 ORDER BY created_at, id
 FOR UPDATE;
 
