@@ -3,13 +3,15 @@ and a uniform way of printing figures, ratios and targets."""
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import math
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -17,8 +19,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from kubebyon.db.database import connect
+from kubebyon.db.database import Conn, Database, connect
 from kubebyon.db.migrate import migrate
+from kubebyon.db.queries import QUERIES
 from kubebyon.logs import configure
 
 # pgserver puts its unix socket inside the data directory, and a socket path longer than
@@ -123,6 +126,44 @@ class Postgres:
 
     def close(self) -> None:
         self._server.cleanup()
+
+
+QUERY_NAMES = {getattr(QUERIES, name): name for name in QUERIES.names()}
+
+
+class CountingDatabase(Database):
+    """The product's Database, counting the statements it runs by query name (``other``
+    for SQL that is not a named query) and its transactions as ``transaction`` (the
+    statements inside one go through the connection and are not counted)."""
+
+    def __init__(self, dsn: str, pool: asyncpg.Pool) -> None:
+        super().__init__(dsn, pool)
+        self.statements: collections.Counter[str] = collections.Counter()
+
+    def _count(self, sql: str) -> None:
+        self.statements[QUERY_NAMES.get(sql, "other")] += 1
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Conn]:
+        self.statements["transaction"] += 1
+        async with super().transaction() as conn:
+            yield conn
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        self._count(sql)
+        return await super().fetch(sql, *args)
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        self._count(sql)
+        return await super().fetchrow(sql, *args)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        self._count(sql)
+        return await super().fetchval(sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        self._count(sql)
+        return await super().execute(sql, *args)
 
 
 class LogSink:

@@ -23,6 +23,7 @@ import io
 import json
 import pstats
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,14 +76,55 @@ def bare_app() -> web.Application:
     return app
 
 
-async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    """Serve ``app`` as ``kubebyon serve`` does, on 127.0.0.1 and a free port."""
+async def serve(app: web.Application, path: str = "/healthz") -> tuple[web.AppRunner, str]:
+    """Serve ``app`` as ``kubebyon serve`` does, on 127.0.0.1 and a free port; the URL of
+    ``path`` on it."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, shutdown_timeout=1)
     await site.start()
     host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}/healthz"
+    return runner, f"http://{host}:{port}{path}"
+
+
+@dataclass
+class Product:
+    """The product app served as ``kubebyon serve`` serves it, on a fresh database."""
+
+    dsn: str
+    db: Database
+    secrets: SecretBox
+    url: str  # of /healthz
+
+
+async def start_product(
+    stack: contextlib.AsyncExitStack, pg: Postgres, label: str, settings: Settings | None = None
+) -> Product:
+    """Wired as ``kubebyon serve`` wires it (``build_runtime`` with the production
+    reconcilers, a running HealthMonitor, every middleware), except the secret key: never
+    the data directory's file. ``settings``: default ``Settings()``. Torn down by
+    ``stack``."""
+    settings = settings or Settings()
+    dsn = await pg.fresh_database(label)
+    stack.push_async_callback(pg.drop_database, dsn)
+    db = await Database.open(
+        dsn, min_size=settings.db_pool_min_size, max_size=settings.db_pool_max_size
+    )
+    stack.push_async_callback(db.close)
+    secrets = SecretBox([Fernet.generate_key()])
+    runtime = build_runtime(db, settings, secrets)
+    await runtime.start()
+    stack.push_async_callback(runtime.stop, 5.0)
+    monitor = HealthMonitor(
+        db,
+        runtime_health=lambda: runtime.health(max_tick_age=10.0),
+        host_cluster_configured=settings.kubeconfig_path is not None,
+    )
+    await monitor.probe_database()
+    stack.push_async_callback(_cancel, asyncio.create_task(monitor.run()))
+    runner, url = await serve(create_app(build_services(settings, db, monitor, secrets)))
+    stack.push_async_callback(runner.cleanup)
+    return Product(dsn, db, secrets, url)
 
 
 async def check(url: str) -> Any:
@@ -94,7 +136,14 @@ async def check(url: str) -> Any:
 
 
 async def drive(
-    server: str, url: str, requests: int, profile: cProfile.Profile | None = None
+    server: str,
+    url: str,
+    requests: int,
+    profile: cProfile.Profile | None = None,
+    *,
+    warmup: int = WARMUP,
+    concurrency: int = CONCURRENCY,
+    headers: Mapping[str, str] | None = None,
 ) -> RunResult:
     """One load-generator process against ``url``; this process's CPU over the timed part."""
     proc = await asyncio.create_subprocess_exec(
@@ -103,8 +152,9 @@ async def drive(
         "bench.loadgen",
         url,
         f"--requests={requests}",
-        f"--warmup={WARMUP}",
-        f"--concurrency={CONCURRENCY}",
+        f"--warmup={warmup}",
+        f"--concurrency={concurrency}",
+        *(f"--header={name}: {value}" for name, value in (headers or {}).items()),
         cwd=PROJECT_ROOT,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
@@ -178,31 +228,9 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 
 async def run(pg: Postgres, rounds: int, requests: int, profile: bool) -> Outcome:
     outcome = Outcome("/healthz rps", "product / bare req/s")
-    settings = Settings()
     results: list[RunResult] = []
     async with contextlib.AsyncExitStack() as stack:
-        dsn = await pg.fresh_database("healthz")
-        stack.push_async_callback(pg.drop_database, dsn)
-        db = await Database.open(
-            dsn, min_size=settings.db_pool_min_size, max_size=settings.db_pool_max_size
-        )
-        stack.push_async_callback(db.close)
-        # As `kubebyon serve` wires it, except the key: never the data directory's file.
-        secrets = SecretBox([Fernet.generate_key()])
-        runtime = build_runtime(db, settings, secrets)
-        await runtime.start()
-        stack.push_async_callback(runtime.stop, 5.0)
-        monitor = HealthMonitor(
-            db,
-            runtime_health=lambda: runtime.health(max_tick_age=10.0),
-            host_cluster_configured=settings.kubeconfig_path is not None,
-        )
-        await monitor.probe_database()
-        stack.push_async_callback(_cancel, asyncio.create_task(monitor.run()))
-        product_runner, product_url = await serve(
-            create_app(build_services(settings, db, monitor, secrets))
-        )
-        stack.push_async_callback(product_runner.cleanup)
+        product_url = (await start_product(stack, pg, "healthz")).url
         bare_runner, bare_url = await serve(bare_app())
         stack.push_async_callback(bare_runner.cleanup)
         body = await check(product_url)

@@ -3,6 +3,7 @@
 Protocol with the parent (so that the parent can measure its own CPU time over exactly
 the timed part): after the warm-up it prints ``ready``; it then waits for a line on
 stdin, runs the timed requests, and prints one JSON object with the results.
+``--header 'Name: value'`` (repeatable) is sent with every request, e.g. a session cookie.
 """
 
 from __future__ import annotations
@@ -41,10 +42,14 @@ async def _phase(session: aiohttp.ClientSession, url: str, total: int, concurren
     return latencies, statuses, errors
 
 
-async def main(url: str, requests: int, warmup: int, concurrency: int) -> None:
+async def main(
+    url: str, requests: int, warmup: int, concurrency: int, headers: dict[str, str]
+) -> None:
     connector = aiohttp.TCPConnector(limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, headers=headers
+    ) as session:
         await _phase(session, url, warmup, concurrency)
         print("ready", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
@@ -72,5 +77,7 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--warmup", type=int, default=1_000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'")
     args = parser.parse_args()
-    asyncio.run(main(args.url, args.requests, args.warmup, args.concurrency))
+    headers = {n.strip(): v.strip() for n, _, v in (h.partition(":") for h in args.header)}
+    asyncio.run(main(args.url, args.requests, args.warmup, args.concurrency, headers))

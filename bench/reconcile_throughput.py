@@ -21,13 +21,11 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
-from bench.common import Outcome, Postgres, cpu_seconds, out
+from bench.common import CountingDatabase, Outcome, Postgres, cpu_seconds, out
 from kubebyon.db.database import Database, connect
-from kubebyon.db.queries import QUERIES
 from kubebyon.runtime.contract import Context, Result
 from kubebyon.runtime.driver import Runtime
 from kubebyon.settings import Settings
@@ -96,36 +94,6 @@ class Tally:
 
     def duplicates(self) -> int:
         return sum(n - 1 for n in self.per_key.values() if n > 1)
-
-
-QUERY_NAMES = {getattr(QUERIES, name): name for name in QUERIES.names()}
-
-
-class CountingDatabase(Database):
-    """The product's Database, counting the statements it runs by query name."""
-
-    def __init__(self, dsn: str, pool: asyncpg.Pool) -> None:
-        super().__init__(dsn, pool)
-        self.statements: collections.Counter[str] = collections.Counter()
-
-    def _count(self, sql: str) -> None:
-        self.statements[QUERY_NAMES.get(sql, "other")] += 1
-
-    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        self._count(sql)
-        return await super().fetch(sql, *args)
-
-    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
-        self._count(sql)
-        return await super().fetchrow(sql, *args)
-
-    async def fetchval(self, sql: str, *args: Any) -> Any:
-        self._count(sql)
-        return await super().fetchval(sql, *args)
-
-    async def execute(self, sql: str, *args: Any) -> str:
-        self._count(sql)
-        return await super().execute(sql, *args)
 
 
 class NoopReconciler:

@@ -120,7 +120,7 @@ def build_runtime(
     owner = new_owner_id(settings.worker_id)
     jobs = JobLoop(
         db,
-        build_job_handlers(settings),
+        build_job_handlers(settings, host),
         worker_id=owner,
         lease_seconds=settings.lease_seconds,
         idle_poll_seconds=settings.idle_poll_seconds,

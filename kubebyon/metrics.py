@@ -120,6 +120,13 @@ DB_POOL_SIZE = Gauge(
 DB_POOL_IN_USE = Gauge(
     "kubebyon_db_pool_in_use", "Pool connections currently checked out.", registry=REGISTRY
 )
+NODES_UNATTACHED = Counter(
+    "kubebyon_node_observations_unattached_total",
+    "Observations of host nodes whose kubebyon.io/cluster-id label names a cluster that "
+    "is deleted or unknown (such a node is never attached to any cluster).",
+    ["reason"],
+    registry=REGISTRY,
+)
 BUILD_INFO = Info("kubebyon_build", "Version of the running KubeBYON.", registry=REGISTRY)
 BUILD_INFO.info({"version": __version__, "python": platform.python_version()})
 

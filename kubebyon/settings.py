@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from kubebyon.domain.clusters import RESOURCE_FIELDS as CLUSTER_RESOURCE_FIELDS
+from kubebyon.domain.join_script import k3s_version_problem, server_url_problem
 from kubebyon.domain.passwords import password_problem
 from kubebyon.domain.validation import email_problem, normalize_email
 from kubebyon.domain.vcluster_values import parse_values_file
@@ -79,6 +80,10 @@ class Settings(BaseSettings):
     vcluster_chart_repo: str = "https://charts.loft.sh"
     vcluster_chart_version: str = "0.36.1"
     managed_ingress_chart_version: str | None = None
+    # Joining nodes (reference §7): the address machines reach the host k3s server at
+    # (K3S_URL), and the k3s version their agent installs (unset: the host's own).
+    host_api_url: str | None = None
+    k3s_version: str | None = None
 
     # Console kubectl proxy (seed §3.7): the binary (unset: kubectl on PATH), how long one
     # command may run, and how much of each of stdout and stderr is kept.
@@ -86,10 +91,18 @@ class Settings(BaseSettings):
     kubectl_timeout_seconds: float = Field(30, gt=0)
     kubectl_max_output_bytes: int = Field(1024 * 1024, ge=1)
 
+    # Node drain (console drain, and delete without force): how long evictions may be
+    # refused (PodDisruptionBudgets) before the job fails leaving the node cordoned, and the
+    # first wait before asking again (doubling, at most 8 times longer).
+    node_drain_timeout_seconds: float = Field(600, gt=0)
+    node_drain_retry_seconds: float = Field(5, gt=0)
+
     # Connection and control-plane metrics reconcilers.
     connection_probe_interval_seconds: float = Field(30, gt=0)
     control_plane_metrics_interval_seconds: float = Field(60, gt=0)
     control_plane_metrics_retention_days: int = Field(7, ge=1)
+    # Node health: a joined node without a heartbeat for this long is offline.
+    node_offline_grace_seconds: float = Field(600, gt=0)
 
     # What a console user may ask for when creating or updating a cluster.
     supported_kubernetes_versions: Annotated[list[str], NoDecode] = Field(
@@ -158,6 +171,23 @@ class Settings(BaseSettings):
             if origin != "*" and not origin.startswith(("http://", "https://")):
                 raise ValueError(f"origin {origin!r} must be '*' or start with http:// or https://")
         return [origin.rstrip("/") for origin in value]
+
+    @field_validator("host_api_url")
+    @classmethod
+    def _check_host_api_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.rstrip("/")
+        if problem := server_url_problem(value):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("k3s_version")
+    @classmethod
+    def _check_k3s_version(cls, value: str | None) -> str | None:
+        if value is not None and (problem := k3s_version_problem(value)):
+            raise ValueError(problem)
+        return value
 
     @field_validator("supported_kubernetes_versions", mode="before")
     @classmethod

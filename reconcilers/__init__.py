@@ -14,6 +14,9 @@ from reconcilers.cluster_jobs import cluster_job_handlers
 from reconcilers.connection import ConnectionReconciler
 from reconcilers.control_plane_metrics import ControlPlaneMetricsReconciler
 from reconcilers.job_leases import JobLeaseReconciler
+from reconcilers.join_tokens import JoinTokenReconciler
+from reconcilers.node_jobs import node_job_handlers
+from reconcilers.nodes import NodesReconciler
 from reconcilers.notifications import NotificationsReconciler
 from reconcilers.vcluster import VClusterReconciler, load_values_file
 
@@ -42,9 +45,18 @@ def build_reconcilers(
             interval=settings.control_plane_metrics_interval_seconds,
             retention=timedelta(days=settings.control_plane_metrics_retention_days),
         ),
+        NodesReconciler(host, offline_grace=settings.node_offline_grace_seconds),
+        JoinTokenReconciler(host, secrets, k3s_version=settings.k3s_version),
     ]
 
 
-def build_job_handlers(settings: Settings) -> Mapping[str, JobHandler]:
-    """Job type -> handler."""
-    return cluster_job_handlers(poll_seconds=5.0)
+def build_job_handlers(settings: Settings, host: Kube | None = None) -> Mapping[str, JobHandler]:
+    """Job type -> handler. ``host``: the host cluster's API (None: none configured)."""
+    return {
+        **cluster_job_handlers(poll_seconds=5.0),
+        **node_job_handlers(
+            host,
+            drain_timeout=settings.node_drain_timeout_seconds,
+            retry_seconds=settings.node_drain_retry_seconds,
+        ),
+    }

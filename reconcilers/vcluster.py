@@ -1,13 +1,15 @@
 """vcluster: one key per cluster; makes the host match the cluster's desired state.
 
 Converge (any status but ``deleting``/``deleted``): the host namespace (labelled as
-KubeBYON's, for this cluster), its ResourceQuota and LimitRange, and the vCluster install
+KubeBYON's, for this cluster), its ResourceQuota and LimitRange, the cluster's admission
+webhooks (kubebyon/domain/admission.py; registered once ``public_base_url`` is an https
+URL, as the API server calls webhooks over https only), and the vCluster install
 (an ``Installer``; by default a k3s HelmChart). Once the install is done the vCluster's
 own kubeconfig is read, re-addressed to the cluster's ``api_endpoint`` and stored
 encrypted; the cluster becomes ``ready`` at the generation it was built from.
 
-Delete (``deleting``): uninstall, then remove the namespace, wait until both are gone,
-then ``deleted`` and the key is forgotten.
+Delete (``deleting``): remove the webhooks, uninstall, then remove the namespace, wait
+until both are gone, then ``deleted`` and the key is forgotten.
 
 Every write is compared first: an unchanged cluster costs a handful of GETs and no
 write. Host errors become ``last_error_message`` and a retry with backoff; desired state
@@ -23,8 +25,10 @@ from typing import Any
 
 from kubebyon.adapters.kube import (
     LIMIT_RANGES,
+    MUTATING_WEBHOOKS,
     NAMESPACES,
     RESOURCE_QUOTAS,
+    VALIDATING_WEBHOOKS,
     Kube,
     KubeError,
     contains,
@@ -40,6 +44,8 @@ from kubebyon.adapters.vcluster import (
 from kubebyon.db import audit
 from kubebyon.db.database import Database
 from kubebyon.db.desired_state import wake
+from kubebyon.db.system_settings import SystemSettingsStore
+from kubebyon.domain import admission
 from kubebyon.domain.vcluster_values import (
     LIMIT_RANGE_NAME,
     NODE_LABEL,
@@ -98,6 +104,7 @@ class VClusterReconciler:
         self.resync_interval = resync_interval
         self.poll_seconds = poll_seconds  # how often an install in progress is looked at
         self.no_host_retry_seconds = no_host_retry_seconds
+        self._system_settings: SystemSettingsStore | None = None
 
     async def keys(self, db: Database) -> AsyncIterator[str]:
         for row in await db.fetch(db.q.vcluster_cluster_ids):
@@ -142,6 +149,7 @@ class VClusterReconciler:
         }
         await kube.ensure(RESOURCE_QUOTAS, {**quota, "spec": quota_spec(spec, values)})
         await kube.ensure(LIMIT_RANGES, {**limits, "spec": limit_range_spec()})
+        await self._admission_webhooks(ctx, kube, spec)
         release = Release(spec.vcluster_name, spec.namespace, values, labels)
         # A change after a failure means "try again", even if the chart is unchanged.
         retry = row["status"] == "error" and row["observed_generation"] < row["generation"]
@@ -198,10 +206,23 @@ class VClusterReconciler:
         if not contains(current, desired):
             await kube.patch(NAMESPACES, spec.namespace, desired)
 
+    async def _admission_webhooks(self, ctx: Context, kube: Kube, spec: ClusterSpec) -> None:
+        if self._system_settings is None:  # cached: a resync must not read it per cluster
+            self._system_settings = SystemSettingsStore(ctx.db)
+        base_url = (await self._system_settings.get()).public_base_url or ""
+        if not base_url.startswith("https://"):
+            return
+        key = self.secrets.derive_key(admission.KEY_PURPOSE)
+        mutating, validating = admission.webhook_configurations(spec.id, base_url, key)
+        await kube.ensure(MUTATING_WEBHOOKS, mutating)
+        await kube.ensure(VALIDATING_WEBHOOKS, validating)
+
     # ------------------------------------------------------------------- delete
 
     async def _delete(self, ctx: Context, row: Row, kube: Kube, installer: Installer) -> Result:
         spec = ClusterSpec.from_mapping(row)
+        for webhooks in (MUTATING_WEBHOOKS, VALIDATING_WEBHOOKS):
+            await kube.delete(webhooks, admission.webhook_name(spec.id))
         namespace = await kube.get(NAMESPACES, spec.namespace)
         ours = namespace is not None and (
             (namespace["metadata"].get("labels") or {}).get(NODE_LABEL) == spec.id

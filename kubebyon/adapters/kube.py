@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.config.config_exception import ConfigException
+from kubernetes_asyncio.watch import Watch
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -43,6 +44,11 @@ class KubeError(Exception):
     @property
     def retryable(self) -> bool:
         return self.status is None or self.status == 429 or self.status >= 500
+
+
+class WatchExpired(KubeError):
+    """The resourceVersion a watch started from is no longer kept (410 Gone), or is
+    unknown to the server: list again."""
 
 
 class HostConfigError(Exception):
@@ -75,6 +81,14 @@ JOBS = Resource("batch/v1", "jobs")
 STATEFUL_SETS = Resource("apps/v1", "statefulsets")
 DEPLOYMENTS = Resource("apps/v1", "deployments")
 HELM_CHARTS = Resource("helm.cattle.io/v1", "helmcharts")
+NODES = Resource("v1", "nodes", namespaced=False)
+PODS = Resource("v1", "pods")
+MUTATING_WEBHOOKS = Resource(
+    "admissionregistration.k8s.io/v1", "mutatingwebhookconfigurations", namespaced=False
+)
+VALIDATING_WEBHOOKS = Resource(
+    "admissionregistration.k8s.io/v1", "validatingwebhookconfigurations", namespaced=False
+)
 
 
 def contains(current: Any, desired: Any) -> bool:
@@ -123,12 +137,18 @@ class Kube:
         await self.api.close()
 
     async def _request(
-        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        query: list[tuple[str, str]] | None = None,
     ) -> JSON:
         try:
             answer: JSON = await self.api.call_api(
                 path,
                 method,
+                query_params=query,
                 header_params={"Accept": "application/json", "Content-Type": content_type},
                 body=body,
                 response_types_map=_ANSWERS,
@@ -153,6 +173,7 @@ class Kube:
         content_type: str = "application/json",
         *,
         attempts: int | None = None,
+        query: list[tuple[str, str]] | None = None,
     ) -> JSON:
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(attempts or self.attempts),
@@ -161,7 +182,7 @@ class Kube:
             reraise=True,
         ):
             with attempt:
-                return await self._request(method, path, body, content_type)
+                return await self._request(method, path, body, content_type, query)
         raise AssertionError("unreachable")  # pragma: no cover - reraise=True
 
     async def get(self, resource: Resource, name: str, namespace: str | None = None) -> JSON | None:
@@ -171,6 +192,86 @@ class Kube:
             if exc.status == 404:
                 return None
             raise
+
+    async def list_at(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> tuple[list[JSON], str]:
+        """``list``, and the resourceVersion it was taken at (to ``watch`` from)."""
+        if namespace is None and resource.namespaced:
+            resource = replace(resource, namespaced=False)  # /api/v1/pods lists them all
+        query = [("labelSelector", label_selector)] if label_selector else []
+        query += [("fieldSelector", field_selector)] if field_selector else []
+        answer = await self._call("GET", resource.path(None, namespace), query=query or None)
+        items: list[JSON] = answer.get("items") or []
+        return items, str((answer.get("metadata") or {}).get("resourceVersion") or "")
+
+    async def list(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[JSON]:
+        """The matching objects; a namespaced kind without ``namespace``: in every one."""
+        items, _ = await self.list_at(
+            resource, namespace, label_selector=label_selector, field_selector=field_selector
+        )
+        return items
+
+    async def watch(
+        self,
+        resource: Resource,
+        *,
+        resource_version: str,
+        timeout_seconds: int,
+        label_selector: str | None = None,
+    ) -> AsyncGenerator[tuple[str, JSON], None]:
+        """Changes after ``resource_version`` as (ADDED | MODIFIED | DELETED | BOOKMARK,
+        object), bookmarks requested, until the server ends the stream after
+        ``timeout_seconds``. Raises ``WatchExpired`` when the version is not kept (list
+        again), ``KubeError`` when the stream cannot be opened or breaks."""
+        query = [
+            ("watch", "true"),
+            ("allowWatchBookmarks", "true"),
+            ("resourceVersion", resource_version),
+            ("timeoutSeconds", str(timeout_seconds)),
+        ]
+        query += [("labelSelector", label_selector)] if label_selector else []
+
+        async def open_stream(**_: Any) -> Any:
+            # Unread: kubernetes_asyncio's Watch reads the lines (and Status errors).
+            return await self.api.call_api(
+                resource.path(),
+                "GET",
+                query_params=query,
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=timeout_seconds + self.timeout,
+            )
+
+        try:
+            async with Watch() as stream:
+                # timeout_seconds tells Watch the stream ends: no silent reconnects.
+                async for event in stream.stream(open_stream, timeout_seconds=timeout_seconds):
+                    if not isinstance(event, dict):
+                        raise KubeError(f"unreadable watch event: {str(event)[:200]}")
+                    yield event["type"], event["raw_object"]
+        except client.ApiException as exc:
+            # 504 "Too large resource version": newer than this server knows (another host
+            # cluster, a restored etcd); listing again is the way out of both.
+            if exc.status == 410 or "too large resource version" in str(exc.reason).lower():
+                raise WatchExpired(f"watch expired: {exc.reason}", status=exc.status) from None
+            raise KubeError(f"watch failed: {exc.status} {exc.reason}", status=exc.status) from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            detail = str(exc) or type(exc).__name__
+            raise KubeError(f"cannot reach the Kubernetes API: {detail}") from None
 
     async def create(self, resource: Resource, obj: JSON) -> JSON:
         namespace = obj["metadata"].get("namespace")
@@ -212,6 +313,27 @@ class Kube:
             return current, False
         patch = {k: v for k, v in desired.items() if k not in ("apiVersion", "kind")}
         return await self.patch(resource, meta["name"], patch, meta.get("namespace")), True
+
+    async def evict(self, name: str, namespace: str) -> str | None:
+        """Evict a pod through the Eviction API, which honours its PodDisruptionBudget.
+        None once it is evicted (or gone); else why not *yet*: 429 (a budget allows no
+        disruption now) and other answers worth retrying later are returned, not raised,
+        and not retried here — the caller decides when to ask again."""
+        eviction = {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": name, "namespace": namespace},
+        }
+        path = PODS.path(name, namespace) + "/eviction"
+        try:
+            await self._call("POST", path, eviction, attempts=1)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            if exc.retryable:
+                return str(exc)
+            raise
+        return None
 
     async def version(self) -> JSON:
         """``GET /version`` once, without retries (health probes)."""

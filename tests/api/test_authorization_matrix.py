@@ -40,6 +40,9 @@ BCS_ANONYMOUS = 1405059
 DUMMY_ID = "999999"  # a syntactically valid id of nothing (numeric for Kite role ids)
 CLUSTERS = "/api/console/clusters"
 CLUSTER = CLUSTERS + "/{clusterID}"
+NODES = "/api/console/nodes"
+NODE = NODES + "/{nodeID}"
+TOKEN = "/api/console/tokens/{tokenID}"
 KNOWN_POLICIES = ("none", "session", "admin")
 # Accounts the middleware sees as not signed in, and accounts allowed everything.
 NOBODY = ("anonymous", "banned")
@@ -54,12 +57,24 @@ OBJECT_ROUTES: dict[tuple[str, str], str] = {
     ("GET", CLUSTER + "/control-plane-metrics/history"): "get",
     ("POST", CLUSTER + "/kubeconfig"): "*",
     ("POST", CLUSTER + "/kubectl"): "get",  # read-only commands
+    ("GET", NODE): "get",
+    ("POST", NODE + "/cordon"): "update",
+    ("POST", NODE + "/uncordon"): "update",
+    ("POST", NODE + "/drain"): "update",
+    ("DELETE", NODE): "delete",
+    ("POST", CLUSTER + "/join-token"): "create",
+    ("DELETE", TOKEN): "delete",
 }
 # Collections of engine objects: listed by what the caller may read / judged by policy.
 OBJECT_LISTS: dict[tuple[str, str], Callable[[Any], set[str]]] = {
     ("GET", CLUSTERS): lambda payload: {c["id"] for c in payload["clusters"]},
+    ("GET", NODES): lambda payload: {n["cluster_id"] for n in payload["nodes"]},
+    ("GET", "/api/console/node-events"): lambda payload: {
+        e["cluster_id"] for e in payload["events"]
+    },
 }
-OBJECT_BY_POLICY = {("POST", CLUSTERS)}  # creating a cluster needs no grant
+# Creating a cluster needs no grant; the overview counts what the caller may see.
+OBJECT_BY_POLICY = {("POST", CLUSTERS), ("GET", "/api/console/overview")}
 OBJECT_PREFIXES = (
     CLUSTERS,
     "/api/console/nodes",
@@ -161,7 +176,11 @@ def on_cluster(verb: str, caller: Caller) -> Expect:
 DECIDED_BY_MODULE: dict[str, Callable[[Caller], Expect]] = {KITE: kite, BCS: bcs}
 # Authenticated by a secret in the body, not by the caller: every caller gets the same
 # answer as an anonymous one.
-CALLER_BLIND = [("PUT", re.compile(re.escape(BCS) + r"/clusters/\{[^}]+\}/credentials"))]
+CALLER_BLIND = [
+    ("PUT", re.compile(re.escape(BCS) + r"/clusters/\{[^}]+\}/credentials")),
+    # The host's admission webhooks: the signature in the path is the credential.
+    ("POST", re.compile(r"/api/internal/admission/clusters/\{[^}]+\}/\{[^}]+\}/\w+-pod")),
+]
 
 
 def expectation(spec: RouteSpec, caller: Caller) -> Expect:
@@ -188,8 +207,19 @@ def all_routes() -> list[RouteSpec]:
     )
 
 
+def node_of(cluster_id: str) -> str:
+    """The id of the matrix's node in that cluster (there is none in a missing cluster)."""
+    return f"node_of_{cluster_id}"
+
+
+def token_of(cluster_id: str) -> str:
+    """The id of the matrix's join token of that cluster."""
+    return f"tok_of_{cluster_id}"
+
+
 def concrete(path: str, cluster_id: str) -> str:
-    path = path.replace("{clusterID}", cluster_id)
+    path = path.replace("{clusterID}", cluster_id).replace("{nodeID}", node_of(cluster_id))
+    path = path.replace("{tokenID}", token_of(cluster_id))
     return re.sub(r"\{[^}]+\}", DUMMY_ID, path)
 
 
@@ -280,6 +310,36 @@ async def insert_cluster(db: Database, owner_id: str, name: str) -> str:
     return cluster_id
 
 
+async def insert_node(db: Database, cluster_id: str) -> None:
+    """A joined node with one event, so node routes and listings have something to show."""
+    node_id = node_of(cluster_id)
+    await db.execute(
+        "INSERT INTO nodes (id, cluster_id, name, status) VALUES ($1, $2, $1, 'ready')",
+        node_id,
+        cluster_id,
+    )
+    await db.execute(
+        "INSERT INTO node_events (id, cluster_id, node_id, node_name, type, new_status) "
+        "VALUES ($1, $2, $3, $3, 'joined', 'ready')",
+        new_id("nevt"),
+        cluster_id,
+        node_id,
+    )
+
+
+async def insert_token(db: Database, cluster_id: str) -> None:
+    token_id = token_of(cluster_id)
+    await db.execute(
+        "INSERT INTO join_tokens (id, cluster_id, value_hash, display_prefix, "
+        "bootstrap_token_id, bootstrap_secret_name, expires_at) "
+        "VALUES ($1, $2, $3, $4, $4, $4, now() + interval '1 hour')",
+        token_id,
+        cluster_id,
+        token_id.encode(),
+        cluster_id[-6:],
+    )
+
+
 async def grant(db: Database, subject: str, *, role: str, cluster: str, verbs: list[str]) -> None:
     role_id = await db.fetchval(
         "INSERT INTO roles (name, clusters, namespaces, resources, verbs) "
@@ -303,6 +363,9 @@ async def make_world(http: Http, services: Services, make_user: MakeUser) -> Wor
     }
     granted = await insert_cluster(db, accounts["owner"], "granted")
     unrelated = await insert_cluster(db, accounts["owner"], "unrelated")
+    for cluster_id in (granted, unrelated):
+        await insert_node(db, cluster_id)
+        await insert_token(db, cluster_id)
     await db.execute(
         "INSERT INTO role_assignments (role_id, subject_type, subject) "
         "SELECT id, 'user', $1 FROM roles WHERE name = $2",

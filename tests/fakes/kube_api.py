@@ -23,7 +23,9 @@ apply (apply is a create-or-merge-patch), and the exact element order strategic
 merge produces.  Strategic merge patch knows the common list merge keys of the
 built-in types (containers/env/volumes by name, conditions by type, finalizers
 as a set, ...) and the ``$patch``/``$deleteFromPrimitiveList`` directives; like
-the real server it is refused (415) for custom resources.
+the real server it is refused (415) for custom resources.  The ``pods/eviction``
+subresource honours PodDisruptionBudgets, computing what the disruption controller
+would (``FakeKubeAPI._evict``).
 """
 
 from __future__ import annotations
@@ -130,6 +132,9 @@ _BUILTIN_TYPES: tuple[ResourceType, ...] = (
     ResourceType("apps", "v1", "statefulsets", "StatefulSet", True, True, ("sts",)),
     ResourceType("apps", "v1", "daemonsets", "DaemonSet", True, True, ("ds",)),
     ResourceType("batch", "v1", "jobs", "Job", True, True),
+    ResourceType(
+        "policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, True, ("pdb",)
+    ),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True, False),
     ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", True, False),
     ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True, False),
@@ -691,6 +696,25 @@ def _meta(obj: JSON) -> JSON:
     return meta
 
 
+def _selects(selector: Any, obj: JSON) -> bool:
+    """A metav1.LabelSelector object (``matchLabels``, ``matchExpressions``); an empty one
+    selects everything, a missing one nothing."""
+    if not isinstance(selector, dict):
+        return False
+    ops = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!exists"}
+    reqs = [_Requirement(k, "=", (v,)) for k, v in (selector.get("matchLabels") or {}).items()]
+    for expr in selector.get("matchExpressions") or []:
+        reqs.append(_Requirement(expr["key"], ops[expr["operator"]], tuple(expr.get("values", []))))
+    return LabelSelector(tuple(reqs)).matches(obj)
+
+
+def _scaled(value: int | str, total: int) -> int:
+    """An IntOrString of a PodDisruptionBudget; percentages round up, as Kubernetes does."""
+    if isinstance(value, str) and value.endswith("%"):
+        return -(-int(value[:-1]) * total // 100)
+    return int(value)
+
+
 def _spec_part(obj: JSON) -> JSON:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status", "kind", "apiVersion")}
 
@@ -1204,6 +1228,10 @@ class FakeKubeAPI:
         query = request.query
         method = request.method
         dry_run = bool(query.get("dryRun"))
+        if sub == "eviction" and rt.kind == "Pod" and ns is not None and name is not None:
+            if method != "POST":
+                raise ApiError(405, f"{method} is not supported on pods/eviction")
+            return web.json_response(self._evict(ns, name, await self._body(request)), status=201)
         if sub is not None and not (sub == "status" and rt.status_subresource):
             raise ApiError(404, "the server could not find the requested resource")
         if name is None:
@@ -1554,6 +1582,80 @@ class FakeKubeAPI:
             self._commit(rt, "MODIFIED", new, old)
             return new
         return self._remove(rt, old)
+
+    def _evict(self, ns: str, name: str, body: Any) -> JSON:
+        """``POST pods/{name}/eviction`` (policy/v1 Eviction). The fake plays the disruption
+        controller: a budget allows ``healthy - desired`` disruptions. desired comes from
+        ``minAvailable`` or ``maxUnavailable`` (ints or percentages, rounded up) of the
+        expected pods: those it selects plus those it let go (``status.disruptedPods``, which
+        a controller would replace); healthy counts the selected Ready pods not being
+        deleted. A budget with neither uses its ``status.disruptionsAllowed``. Like the real
+        server, an eviction records the pod in ``disruptedPods`` and lowers
+        ``disruptionsAllowed``; none left: 429."""
+        pods, budgets_rt = self._resolve("pods"), self._resolve("poddisruptionbudgets")
+        pod = self._existing(pods, (ns, name))
+        if not isinstance(body, dict) or body.get("kind") not in (None, "Eviction"):
+            raise ApiError(400, "the request body must be an Eviction")
+        if (body.get("metadata") or {}).get("name") not in (None, name):
+            raise ApiError(400, "name in URL does not match name in Eviction object")
+        budgets = [
+            pdb
+            for pdb in self._select(budgets_rt, ns, LabelSelector(), FieldSelector())
+            if _selects(pdb["spec"].get("selector"), pod)
+        ]
+        if len(budgets) > 1:
+            raise ApiError(
+                500,
+                "This pod has more than one PodDisruptionBudget, which the eviction "
+                "subresource does not support.",
+            )
+        if budgets and not pod["metadata"].get("deletionTimestamp"):
+            pdb = copy.deepcopy(budgets[0])
+            status = pdb.setdefault("status", {})
+            status["disruptionsAllowed"] = self._disruptions_allowed(pdb, pods, ns) - 1
+            status.setdefault("disruptedPods", {})[name] = _now()
+            self._commit(budgets_rt, "MODIFIED", pdb, budgets[0])
+        self._delete(pods, (ns, name), body.get("deleteOptions"), False)
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
+
+    def _disruptions_allowed(self, pdb: JSON, pods: ResourceType, ns: str) -> int:
+        spec, status = pdb["spec"], pdb["status"]
+        selected = [
+            p
+            for p in self._select(pods, ns, LabelSelector(), FieldSelector())
+            if _selects(spec.get("selector"), p)
+        ]
+        expected = len(
+            {p["metadata"]["name"] for p in selected} | set(status.get("disruptedPods") or {})
+        )
+        healthy = sum(
+            1
+            for p in selected
+            if not p["metadata"].get("deletionTimestamp")
+            and any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in (p.get("status") or {}).get("conditions") or []
+            )
+        )
+        if "minAvailable" in spec:
+            desired = _scaled(spec["minAvailable"], expected)
+        elif "maxUnavailable" in spec:
+            desired = expected - _scaled(spec["maxUnavailable"], expected)
+        else:
+            desired = healthy - int(status.get("disruptionsAllowed", 0))
+        if healthy - desired <= 0:
+            raise ApiError(
+                429,
+                "Cannot evict pod as it would violate the pod's disruption budget.",
+                causes=[
+                    {
+                        "reason": "DisruptionBudget",
+                        "message": f"The disruption budget {pdb['metadata']['name']} needs "
+                        f"{desired} healthy pods and has {healthy} currently",
+                    }
+                ],
+            )
+        return healthy - desired
 
     def _remove_namespace_content(self, namespace: str) -> None:
         for other in self._types.values():

@@ -24,6 +24,7 @@ from kubernetes_asyncio import client, config
 from kubebyon.adapters.kube import NAMESPACES, HostConfigError, Kube, KubeError, connect_host
 from kubebyon.db.database import Database
 from kubebyon.db.desired_state import enqueue_operation, wake
+from kubebyon.domain.admission import KEY_PURPOSE, signature
 from kubebyon.domain.ids import new_id
 from kubebyon.health import HealthMonitor
 from kubebyon.runtime.contract import Context, PermanentError
@@ -454,6 +455,48 @@ async def test_delete_when_the_namespace_is_already_gone(env: Env) -> None:
     assert row["deleted_at"] is not None
     assert env.helm.uninstalled == []  # nothing was left to uninstall
     assert host.objects("helmcharts") == []
+
+
+async def test_admission_webhooks_are_registered_on_the_host_and_removed_on_delete(
+    env: Env,
+) -> None:
+    db, host = env.db, env.host
+    owner = await make_user(db)
+    await db.execute(
+        "UPDATE system_settings SET document = $1 WHERE id = 1",
+        {"public_base_url": "https://kubebyon.example.test"},
+    )
+    async with env.running():
+        cluster_id, job_id = await create_cluster(db, owner)
+        assert (await settled(db, job_id))["status"] == "succeeded"
+        name = "kubebyon-" + cluster_id.replace("_", "-")
+        mutating = host.get("mutatingwebhookconfigurations", name)
+        validating = host.get("validatingwebhookconfigurations", name)
+        assert mutating is not None and validating is not None
+        sig = signature(env.secrets.derive_key(KEY_PURPOSE), cluster_id)
+        base = f"https://kubebyon.example.test/api/internal/admission/clusters/{cluster_id}/{sig}"
+        (mutate,) = mutating["webhooks"]
+        (validate,) = validating["webhooks"]
+        assert mutate["clientConfig"]["url"] == f"{base}/mutate-pod"
+        assert validate["clientConfig"]["url"] == f"{base}/validate-pod"
+        assert validate["failurePolicy"] == "Fail"
+        # The cluster's namespace, which the reconciler labels with the cluster id.
+        selector = {"matchLabels": {"kubebyon.io/cluster-id": cluster_id}}
+        assert mutate["namespaceSelector"] == validate["namespaceSelector"] == selector
+        assert host.get("namespaces", "demo")["metadata"]["labels"]["kubebyon.io/cluster-id"] == (
+            cluster_id
+        )
+        # Converging again reads them and writes nothing.
+        host.reset_request_counts()
+        await env.reconciler().reconcile(cluster_id, Context(db=db, key=cluster_id, attempt=0))
+        webhooks = [path for _, path in host.requests if "admissionregistration" in path]
+        assert len(webhooks) == 2
+        assert {method for method, _ in host.request_count} == {"GET"}
+
+        job_id = await change_cluster(db, cluster_id, "cluster_delete", status="deleting")
+        assert (await settled(db, job_id))["status"] == "succeeded"
+    assert host.objects("mutatingwebhookconfigurations") == []
+    assert host.objects("validatingwebhookconfigurations") == []
 
 
 async def test_a_node_port_kubernetes_picks_is_learned_and_pinned(env: Env) -> None:

@@ -18,7 +18,11 @@ CREATE TABLE join_tokens (
     revoked_at            timestamptz,
     revoked_by_user_id    text REFERENCES users (id),
     secret_created_at     timestamptz,                       -- observed: the host Secret exists
-    secret_removed_at     timestamptz                        -- observed: the host Secret is gone
+    secret_removed_at     timestamptz,                       -- observed: the host Secret is gone
+    -- Observed with the Secret, for the join script: the K10 hash of the host's server CA
+    -- and the k3s version agents install (KUBEBYON_K3S_VERSION, else the host's own).
+    host_ca_hash          text,
+    k3s_version           text
 );
 CREATE INDEX join_tokens_cluster ON join_tokens (cluster_id, created_at DESC);
 CREATE INDEX join_tokens_active ON join_tokens (expires_at) WHERE status = 'active';
@@ -65,3 +69,13 @@ CREATE TABLE node_events (
 CREATE INDEX node_events_time ON node_events (observed_at DESC, id DESC);
 CREATE INDEX node_events_cluster ON node_events (cluster_id, observed_at DESC, id DESC);
 CREATE INDEX node_events_node ON node_events (node_id, observed_at DESC, id DESC);
+
+-- Where the node reconciler's watch of the host's Nodes stands (one row). Each observation
+-- commits with the resourceVersion it came from, compare-and-set: whichever process holds
+-- the watch next resumes exactly there, and a process that lost the watch cannot write.
+-- NULL: list the nodes first (no position yet, or 410 Gone).
+CREATE TABLE node_watch (
+    id               boolean PRIMARY KEY DEFAULT true CHECK (id),
+    resource_version text,
+    updated_at       timestamptz NOT NULL DEFAULT now()
+);
