@@ -23,12 +23,12 @@ from kubebyon.adapters.kube import SECRETS, Kube, KubeError, Resource
 from kubebyon.db.database import Database
 from kubebyon.domain.join_script import (
     BOOTSTRAP_NAMESPACE,
-    JOIN_TOKEN_LABEL,
     HostAgentJoin,
     JoinMechanism,
     k3s_version_problem,
 )
 from kubebyon.domain.join_tokens import DERIVATION_PURPOSE, derive_bootstrap_token, k3s_ca_hash
+from kubebyon.domain.labels import JOIN_TOKEN_LABEL
 from kubebyon.runtime.contract import Context, PermanentError, Result, TemporaryError
 from kubebyon.secretbox import SecretBox
 

@@ -42,8 +42,8 @@ from kubebyon.db.database import Conn, Database
 from kubebyon.db.desired_state import wake
 from kubebyon.db.queries import QUERIES as Q
 from kubebyon.domain.ids import new_id
+from kubebyon.domain.labels import CLUSTER_LABEL
 from kubebyon.domain.nodes import (
-    CLUSTER_LABEL,
     HostNode,
     NodeEvent,
     Snapshot,

@@ -46,9 +46,9 @@ from kubebyon.db.database import Database
 from kubebyon.db.desired_state import wake
 from kubebyon.db.system_settings import SystemSettingsStore
 from kubebyon.domain import admission
+from kubebyon.domain.labels import CLUSTER_LABEL
 from kubebyon.domain.vcluster_values import (
     LIMIT_RANGE_NAME,
-    NODE_LABEL,
     QUOTA_NAME,
     ClusterSpec,
     InvalidClusterSpec,
@@ -195,7 +195,7 @@ class VClusterReconciler:
         if current is None:
             await kube.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", **desired})
             return
-        owner = (current["metadata"].get("labels") or {}).get(NODE_LABEL)
+        owner = (current["metadata"].get("labels") or {}).get(CLUSTER_LABEL)
         if owner != spec.id:
             if is_deleting(current):
                 raise KubeError(f"namespace {spec.namespace} is still being deleted")
@@ -225,7 +225,7 @@ class VClusterReconciler:
             await kube.delete(webhooks, admission.webhook_name(spec.id))
         namespace = await kube.get(NAMESPACES, spec.namespace)
         ours = namespace is not None and (
-            (namespace["metadata"].get("labels") or {}).get(NODE_LABEL) == spec.id
+            (namespace["metadata"].get("labels") or {}).get(CLUSTER_LABEL) == spec.id
         )
         if namespace is not None and ours:
             if not await installer.remove(Release(spec.vcluster_name, spec.namespace)):

@@ -20,6 +20,7 @@ from api.openapi import RouteTable
 from api.responses import json_model
 from api.state import services
 from kubebyon.domain.audit import SECURITY_EVENTS, activity_type, relative_time
+from kubebyon.domain.validation import bounded_limit
 
 routes = RouteTable("activities")
 A = TypeVar("A", bound=ActivityOut)
@@ -33,14 +34,6 @@ FILTERS = (
 CATEGORY_EVENTS = {"security": sorted(f"{rtype}/{action}" for rtype, action in SECURITY_EVENTS)}
 
 
-def _limit(request: web.Request, default: int, maximum: int) -> int:
-    try:
-        value = int(request.query.get("limit", ""))
-    except ValueError:
-        return default
-    return min(value, maximum) if value > 0 else default
-
-
 def _filters(request: web.Request) -> tuple[list[str] | None, str | None, str | None] | None:
     """(category events, resource_type, action); None when the category is unknown."""
     category = request.query.get("category") or None
@@ -52,7 +45,7 @@ def _filters(request: web.Request) -> tuple[list[str] | None, str | None, str | 
     return events, request.query.get("resource_type") or None, request.query.get("action") or None
 
 
-def _activities(model: type[A], rows: list[Record], now: datetime) -> list[A]:
+def activities_out(model: type[A], rows: list[Record], now: datetime) -> list[A]:
     return [
         model.model_validate(
             {
@@ -80,9 +73,12 @@ async def list_activities(request: web.Request) -> web.Response:
     rows = []
     if filters is not None:
         rows = await svc.db.fetch(
-            svc.db.q.list_own_activities, principal.user_id, *filters, _limit(request, 20, 100)
+            svc.db.q.list_own_activities,
+            principal.user_id,
+            *filters,
+            bounded_limit(request.query.get("limit"), default=20, maximum=100),
         )
-    body = ActivityListResponse(activities=_activities(ActivityOut, rows, svc.now()))
+    body = ActivityListResponse(activities=activities_out(ActivityOut, rows, svc.now()))
     return json_model(body)
 
 
@@ -100,6 +96,10 @@ async def list_admin_activities(request: web.Request) -> web.Response:
     filters = _filters(request)
     rows = []
     if filters is not None:
-        rows = await svc.db.fetch(svc.db.q.list_all_activities, *filters, _limit(request, 100, 500))
-    body = AdminActivityListResponse(activities=_activities(AdminActivityOut, rows, svc.now()))
+        rows = await svc.db.fetch(
+            svc.db.q.list_all_activities,
+            *filters,
+            bounded_limit(request.query.get("limit"), default=100, maximum=500),
+        )
+    body = AdminActivityListResponse(activities=activities_out(AdminActivityOut, rows, svc.now()))
     return json_model(body)

@@ -60,6 +60,7 @@ from kubebyon.domain.clusters import (
     with_create_defaults,
 )
 from kubebyon.domain.passwords import verify_password
+from kubebyon.domain.validation import bounded_limit
 from kubebyon.settings import Settings
 
 routes = RouteTable("clusters")
@@ -276,15 +277,6 @@ async def cluster_operations(request: web.Request) -> web.Response:
     return json_model(body)
 
 
-def _job_limit(raw: str | None) -> int:
-    """Seed §2.7: absent or invalid -> 100, capped at 500."""
-    try:
-        limit = int(raw or "")
-    except ValueError:
-        return JOB_LIMIT_DEFAULT
-    return min(limit, JOB_LIMIT_MAX) if limit > 0 else JOB_LIMIT_DEFAULT
-
-
 @routes.route(
     "GET",
     "/api/console/admin/cluster-jobs",
@@ -307,7 +299,7 @@ async def admin_cluster_jobs(request: web.Request) -> web.Response:
         db.q.list_cluster_jobs,
         status,
         request.query.get("cluster_id") or None,
-        _job_limit(request.query.get("limit")),
+        bounded_limit(request.query.get("limit"), default=JOB_LIMIT_DEFAULT, maximum=JOB_LIMIT_MAX),
     )
     return json_model(JobListResponse(jobs=[JobOut.model_validate(dict(row)) for row in rows]))
 

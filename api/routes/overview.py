@@ -15,7 +15,7 @@ from api.models.activities import ActivityOut
 from api.models.overview import OverviewResponse, StatusCounts, TokenCounts
 from api.openapi import RouteTable
 from api.responses import json_model
-from api.routes.activities import _activities
+from api.routes.activities import activities_out
 from api.routes.nodes import readable_cluster_ids
 from api.state import services
 from kubebyon.domain import clusters, join_tokens, nodes
@@ -58,6 +58,6 @@ async def overview(request: web.Request) -> web.Response:
         clusters=_counts(clusters.STATUSES, found["cluster"]),
         nodes=_counts(nodes.STATUSES, found["node"]),
         tokens=TokenCounts(active=found["token"].get("active", 0)),
-        activities=_activities(ActivityOut, rows, svc.now()),
+        activities=activities_out(ActivityOut, rows, svc.now()),
     )
     return json_model(body)

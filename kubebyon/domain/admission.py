@@ -29,7 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubebyon.domain.vcluster_values import MANAGED_BY, MANAGED_BY_LABEL, NODE_LABEL
+from kubebyon.domain.labels import CLUSTER_LABEL
+from kubebyon.domain.vcluster_values import MANAGED_BY, MANAGED_BY_LABEL
 
 KEY_PURPOSE = "admission"  # SecretBox.derive_key(KEY_PURPOSE) signs the webhook URLs
 SYNCED_POD_LABEL = "vcluster.loft.sh/managed-by"  # set by the vCluster syncer on host pods
@@ -101,7 +102,7 @@ def tolerates(toleration: Mapping[str, Any], key: str, value: str, effect: str) 
 def _foreign_toleration(toleration: Mapping[str, Any], cluster_id: str | None) -> bool:
     """The toleration names the KubeBYON taint and tolerates it for a cluster other than
     ``cluster_id`` (None: for any cluster)."""
-    if toleration.get("key") != NODE_LABEL:
+    if toleration.get("key") != CLUSTER_LABEL:
         return False
     if toleration.get("effect") not in (None, "", TAINT_EFFECT):
         return False
@@ -111,7 +112,7 @@ def _foreign_toleration(toleration: Mapping[str, Any], cluster_id: str | None) -
 
 
 def cluster_toleration(cluster_id: str) -> JSON:
-    return {"key": NODE_LABEL, "operator": "Equal", "value": cluster_id, "effect": TAINT_EFFECT}
+    return {"key": CLUSTER_LABEL, "operator": "Equal", "value": cluster_id, "effect": TAINT_EFFECT}
 
 
 def _pointer(token: str) -> str:
@@ -125,16 +126,18 @@ def mutation(cluster_id: str, pod: Any) -> list[JSON]:
     patch: list[JSON] = []
     selector = scheduling.node_selector
     if selector is None:
-        patch.append({"op": "add", "path": "/spec/nodeSelector", "value": {NODE_LABEL: cluster_id}})
-    elif selector.get(NODE_LABEL) != cluster_id:
-        path = f"/spec/nodeSelector/{_pointer(NODE_LABEL)}"
+        patch.append(
+            {"op": "add", "path": "/spec/nodeSelector", "value": {CLUSTER_LABEL: cluster_id}}
+        )
+    elif selector.get(CLUSTER_LABEL) != cluster_id:
+        path = f"/spec/nodeSelector/{_pointer(CLUSTER_LABEL)}"
         patch.append({"op": "add", "path": path, "value": cluster_id})
     tolerations = scheduling.tolerations
     if tolerations is None:
         patch.append(
             {"op": "add", "path": "/spec/tolerations", "value": [cluster_toleration(cluster_id)]}
         )
-    elif not any(tolerates(t, NODE_LABEL, cluster_id, TAINT_EFFECT) for t in tolerations):
+    elif not any(tolerates(t, CLUSTER_LABEL, cluster_id, TAINT_EFFECT) for t in tolerations):
         patch.append(
             {"op": "add", "path": "/spec/tolerations/-", "value": cluster_toleration(cluster_id)}
         )
@@ -154,25 +157,25 @@ def refusal(
     scheduling = PodScheduling.of(pod)
     tolerations = scheduling.tolerations or []
     if namespace == cluster_namespace:
-        pinned = (scheduling.node_selector or {}).get(NODE_LABEL)
+        pinned = (scheduling.node_selector or {}).get(CLUSTER_LABEL)
         if pinned != cluster_id:
             where = "not pinned to its nodes"
             if pinned is not None:
                 where = f"pinned to the nodes of another cluster ({pinned})"
             return (
                 f"{scheduling.label} is {where}: pods of KubeBYON cluster {cluster_id} may "
-                f"only run on the cluster's own nodes (node selector {NODE_LABEL}={cluster_id})"
+                f"only run on the cluster's own nodes (node selector {CLUSTER_LABEL}={cluster_id})"
             )
         if any(_foreign_toleration(t, cluster_id) for t in tolerations):
             return (
                 f"{scheduling.label} tolerates the taint of other KubeBYON clusters' nodes: "
                 f"pods of cluster {cluster_id} may only tolerate "
-                f"{NODE_LABEL}={cluster_id}:{TAINT_EFFECT}"
+                f"{CLUSTER_LABEL}={cluster_id}:{TAINT_EFFECT}"
             )
         return None
     if not kubebyon_namespace and any(_foreign_toleration(t, None) for t in tolerations):
         return (
-            f"{scheduling.label} in namespace {namespace!r} tolerates the {NODE_LABEL} taint, "
+            f"{scheduling.label} in namespace {namespace!r} tolerates the {CLUSTER_LABEL} taint, "
             "which reserves nodes for KubeBYON clusters: only those clusters' pods may "
             "tolerate it; remove that toleration"
         )
@@ -208,7 +211,7 @@ def webhook_configurations(cluster_id: str, base_url: str, key: bytes) -> tuple[
             "name": f"{kind}-pod.{dns}.kubebyon.io",
             "clientConfig": {"url": f"{url}/{kind}-pod"},
             "rules": [rule],
-            "namespaceSelector": {"matchLabels": {NODE_LABEL: cluster_id}},
+            "namespaceSelector": {"matchLabels": {CLUSTER_LABEL: cluster_id}},
             "objectSelector": {
                 "matchExpressions": [{"key": SYNCED_POD_LABEL, "operator": "Exists"}]
             },
@@ -219,7 +222,7 @@ def webhook_configurations(cluster_id: str, base_url: str, key: bytes) -> tuple[
             "admissionReviewVersions": ["v1"],
         }
 
-    metadata = {"name": name, "labels": {MANAGED_BY_LABEL: MANAGED_BY, NODE_LABEL: cluster_id}}
+    metadata = {"name": name, "labels": {MANAGED_BY_LABEL: MANAGED_BY, CLUSTER_LABEL: cluster_id}}
     # Mutating may be skipped when KubeBYON cannot answer: validation, which fails closed,
     # still refuses a pod that needed the mutation.
     mutating = {

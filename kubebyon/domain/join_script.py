@@ -32,10 +32,10 @@ from typing import Any, Protocol
 
 from kubebyon.domain.ids import has_prefix
 from kubebyon.domain.join_tokens import BootstrapToken, secure_k3s_token
-from kubebyon.domain.vcluster_values import MANAGED_BY, MANAGED_BY_LABEL, NODE_LABEL
+from kubebyon.domain.labels import CLUSTER_LABEL, JOIN_TOKEN_LABEL
+from kubebyon.domain.vcluster_values import MANAGED_BY, MANAGED_BY_LABEL
 
-CLUSTER_LABEL = NODE_LABEL  # kubebyon.io/cluster-id=<cluster id>, also the taint's key
-JOIN_TOKEN_LABEL = "kubebyon.io/join-token-id"  # noqa: S105 - a label key
+CLUSTER_LABEL = CLUSTER_LABEL  # kubebyon.io/cluster-id=<cluster id>, also the taint's key
 BOOTSTRAP_NAMESPACE = "kube-system"
 BOOTSTRAP_SECRET_TYPE = "bootstrap.kubernetes.io/token"  # noqa: S105 - a Secret type
 # The group `k3s token create` gives its tokens; k3s grants it what an agent needs to join.

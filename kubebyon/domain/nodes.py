@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-CLUSTER_LABEL = "kubebyon.io/cluster-id"
-JOIN_TOKEN_LABEL = "kubebyon.io/join-token-id"  # noqa: S105 - a label name
+from kubebyon.domain.labels import CLUSTER_LABEL, JOIN_TOKEN_LABEL
+from kubebyon.domain.validation import bounded_limit
+
 AUTHZ_RESOURCE = "nodes"  # the authorization engine's resource for a cluster's nodes
 
 # Seed §2.4: pending (no Ready condition yet), ready, not_ready, unknown (Ready is
@@ -251,8 +252,4 @@ def status_event(
 
 def events_limit(raw: str | None) -> int:
     """Seed §2.5: default 100, at most 500 (larger values are capped); invalid → 100."""
-    try:
-        limit = int(raw or "")
-    except ValueError:
-        return EVENTS_LIMIT_DEFAULT
-    return min(limit, EVENTS_LIMIT_MAX) if limit > 0 else EVENTS_LIMIT_DEFAULT
+    return bounded_limit(raw, default=EVENTS_LIMIT_DEFAULT, maximum=EVENTS_LIMIT_MAX)

@@ -19,3 +19,13 @@ def normalize_email(email: str) -> str:
     """Keep the local part as typed; domains are case-insensitive."""
     local, _, domain = email.strip().rpartition("@")
     return f"{local}@{domain.lower()}"
+
+
+def bounded_limit(raw: str | None, *, default: int, maximum: int) -> int:
+    """A list ``limit`` query parameter (seed §2.5/§2.7 style): absent, invalid or not
+    positive -> ``default``; larger than ``maximum`` -> ``maximum``."""
+    try:
+        value = int(raw or "")
+    except ValueError:
+        return default
+    return min(value, maximum) if value > 0 else default

@@ -36,8 +36,8 @@ from kubebyon.domain.clusters import (
     host_problem,
     vcluster_name_problem,
 )
+from kubebyon.domain.labels import CLUSTER_LABEL
 
-NODE_LABEL = "kubebyon.io/cluster-id"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "kubebyon"
 QUOTA_NAME = "kubebyon-workloads"
@@ -140,11 +140,11 @@ def api_endpoint(spec: ClusterSpec) -> str | None:
 
 def node_toleration(spec: ClusterSpec) -> str:
     """The taint a user's node joins with, as vCluster's enforceTolerations spells it."""
-    return f"{NODE_LABEL}={spec.id}:NoSchedule"
+    return f"{CLUSTER_LABEL}={spec.id}:NoSchedule"
 
 
 def namespace_labels(spec: ClusterSpec) -> dict[str, str]:
-    return {MANAGED_BY_LABEL: MANAGED_BY, NODE_LABEL: spec.id}
+    return {MANAGED_BY_LABEL: MANAGED_BY, CLUSTER_LABEL: spec.id}
 
 
 def cpu_quantity(milli: int) -> str:
@@ -219,7 +219,7 @@ def vcluster_values(spec: ClusterSpec, base: Mapping[str, Any]) -> dict[str, Any
             "fromHost": {
                 "nodes": {
                     "enabled": True,
-                    "selector": {"all": False, "labels": {NODE_LABEL: spec.id}},
+                    "selector": {"all": False, "labels": {CLUSTER_LABEL: spec.id}},
                 }
             },
             "toHost": {
