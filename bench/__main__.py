@@ -20,11 +20,20 @@ import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import authz, healthz_rps, reconcile_throughput, wakeup_latency
+from bench import (
+    authz,
+    clusters,
+    healthz_rps,
+    join,
+    nodes,
+    reconcile_throughput,
+    wakeup_latency,
+)
 from bench.common import SHORT_TMP, LogSink, Outcome, Postgres, out
 
 BENCHMARK_TIMEOUT = 150.0  # seconds: a benchmark that hangs is an error, not a long wait
-Runner = Callable[[Postgres, argparse.Namespace], Awaitable[Outcome]]
+# A runner reports one outcome, or one per part of a benchmark with several parts.
+Runner = Callable[[Postgres, argparse.Namespace], Awaitable[Outcome | list[Outcome]]]
 
 BENCHMARKS: dict[str, tuple[str, Runner]] = {
     "throughput": (
@@ -37,6 +46,15 @@ BENCHMARKS: dict[str, tuple[str, Runner]] = {
         lambda pg, args: healthz_rps.run(pg, args.rounds, args.requests, args.profile),
     ),
     "authz": ("authorization decisions", lambda pg, args: authz.run(pg, args.rounds)),
+    "join": ("join script requests per second", lambda pg, args: join.run(pg, args.rounds)),
+    "nodes": (
+        "nodes: 1,000 status changes absorbed",
+        lambda pg, args: nodes.run(pg, args.rounds),
+    ),
+    "clusters": (
+        "clusters: console list and vcluster resync",
+        lambda pg, args: clusters.run(pg, args.rounds),
+    ),
 }
 
 
@@ -89,15 +107,15 @@ async def main(args: argparse.Namespace) -> int:
             t0 = time.perf_counter()
             try:
                 async with asyncio.timeout(BENCHMARK_TIMEOUT):
-                    outcome = await runner(pg, args)
+                    reported = await runner(pg, args)
+                outcomes.extend(reported if isinstance(reported, list) else [reported])
             except Exception as exc:  # noqa: BLE001 - report, go on, exit 1 at the end
                 traceback.print_exc()
                 error = f"{type(exc).__name__}: {exc}"
                 if isinstance(exc, TimeoutError):
                     error = f"did not finish within {BENCHMARK_TIMEOUT:g} s"
-                outcome = Outcome(title, error=error)
-                out(f"  ERROR: {outcome.error}")
-            outcomes.append(outcome)
+                outcomes.append(Outcome(title, error=error))
+                out(f"  ERROR: {error}")
             out(f"  ({time.perf_counter() - t0:.1f} s)")
     finally:
         await asyncio.to_thread(pg.close)
@@ -114,7 +132,7 @@ async def main(args: argparse.Namespace) -> int:
             out(f"  {o.name}: ERROR {o.error}")
             continue
         met = sum(t.met for t in o.targets)
-        ratio = f"{o.ratio_label} = {o.ratio:.2f}" if o.ratio is not None else ""
+        ratio = f"{o.ratio_label} = {o.ratio:.3g}" if o.ratio is not None else ""
         missed = [t.label for t in o.targets if not t.met]
         verdict = "all targets met" if not missed else "MISSED: " + "; ".join(missed)
         out(f"  {o.name}: {ratio}; {met}/{len(o.targets)} targets met ({verdict})")
