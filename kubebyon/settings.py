@@ -61,7 +61,7 @@ class Settings(BaseSettings):
         extra="ignore",
         validate_default=True,
         frozen=True,
-        env_ignore_empty=True,  # KUBEBYON_X= means "unset", as operators expect
+        env_ignore_empty=True,  # an empty variable means "unset", as operators expect
     )
 
     http_addr: str = "127.0.0.1:8080"

@@ -111,14 +111,14 @@ def user_name_problem(name: str) -> str | None:
 
 # A registered bk-bcs cluster is a KubeBYON cluster with the bk-bcs id as its id, so that
 # grants naming the id apply to it; ids of KubeBYON's own clusters start with this.
-KUBEBYON_CLUSTER_ID_PREFIX = "cl_"
+OWN_CLUSTER_ID_PREFIX = "cl_"
 
 
 def cluster_id_problem(cluster_id: str) -> str | None:
     if not _NAME.fullmatch(cluster_id):
         return "cluster id must be 1-100 letters, digits or ._- and start with a letter or digit"
-    if cluster_id.startswith(KUBEBYON_CLUSTER_ID_PREFIX):
-        return f"cluster ids starting with {KUBEBYON_CLUSTER_ID_PREFIX} are KubeBYON's own"
+    if cluster_id.startswith(OWN_CLUSTER_ID_PREFIX):
+        return f"cluster ids starting with {OWN_CLUSTER_ID_PREFIX} are KubeBYON's own"
     return None
 
 
