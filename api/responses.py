@@ -10,7 +10,11 @@ from api.models.auth import UserResponse, user_out
 
 
 def json_model(model: BaseModel, *, status: int = 200) -> web.Response:
-    return web.json_response(model.model_dump(mode="json"), status=status)
+    # pydantic's own serializer: one pass instead of model_dump + json.dumps (a third
+    # less CPU on a 1,000-cluster list, docs/performance.md).
+    return web.Response(
+        text=model.model_dump_json(), status=status, content_type="application/json"
+    )
 
 
 def user_response(row: Record) -> web.Response:
