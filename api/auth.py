@@ -67,10 +67,15 @@ def current(request: web.Request) -> Principal | None:
     return value if isinstance(value, Principal) else None
 
 
+def unauthenticated() -> ApiError:
+    """Also for a principal whose account vanished between authentication and the write."""
+    return ApiError(401, "authentication required", "unauthenticated")
+
+
 def require(request: web.Request) -> Principal:
     principal = current(request)
     if principal is None:
-        raise ApiError(401, "authentication required", "unauthenticated")
+        raise unauthenticated()
     return principal
 
 
@@ -135,7 +140,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     if policy not in (None, "none") and principal is None:
         if request.headers.get("Authorization"):
             raise ApiError(401, "invalid or expired API key", "unauthenticated")
-        raise ApiError(401, "authentication required", "unauthenticated")
+        raise unauthenticated()
     if policy == "admin" and principal is not None and not principal.is_admin:
         raise ApiError(403, "admin role required", "forbidden")
     response = await handler(request)

@@ -113,4 +113,4 @@ async def delete_api_key(request: web.Request) -> web.Response:
             message=f"revoked API key {row['name']!r} ({row['prefix']}…)",
             extra={"name": row["name"], "prefix": row["prefix"]},
         )
-    return web.json_response(OkResponse().model_dump())
+    return json_model(OkResponse())

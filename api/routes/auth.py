@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.auth import actor, current, remote_ip, require
+from api.auth import actor, current, remote_ip, require, unauthenticated
 from api.body import read_json
 from api.captcha import require_captcha
 from api.errors import ApiError
 from api.models.auth import LoginRequest, OkResponse, UserResponse
 from api.openapi import RouteTable
 from api.ratelimits import enforce
-from api.responses import user_response
+from api.responses import json_model, user_response
 from api.sessions import attach_session, clear_session_cookie, start_session
 from api.state import services
 from kubebyon.db import audit
@@ -118,7 +118,7 @@ async def logout(request: web.Request) -> web.Response:
                 resource_id=principal.user_id,
                 message=f"{principal.email} signed out",
             )
-    response = web.json_response(OkResponse().model_dump())
+    response = json_model(OkResponse())
     clear_session_cookie(response, secure=(await svc.system_settings.get()).secure_cookies)
     return response
 
@@ -128,7 +128,7 @@ async def _me(request: web.Request) -> web.Response:
     db = services(request).db
     row = await db.fetchrow(db.q.get_user, principal.user_id)
     if row is None:
-        raise ApiError(401, "authentication required", "unauthenticated")
+        raise unauthenticated()
     return user_response(row)
 
 

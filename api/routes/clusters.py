@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 from asyncpg import Record
 
-from api.auth import actor, require
+from api.auth import actor, require, unauthenticated
 from api.authz import READ, authorize, visible
 from api.body import read_json
 from api.errors import ApiError
@@ -341,7 +341,7 @@ async def read_kubeconfig(request: web.Request) -> web.StreamResponse:
     body = await read_json(request, KubeconfigRequest)
     user = await db.fetchrow(db.q.get_user, principal.user_id)
     if user is None:
-        raise ApiError(401, "authentication required", "unauthenticated")
+        raise unauthenticated()
     if user["password_hash"] is None:
         raise ApiError(
             409,

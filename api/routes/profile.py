@@ -4,12 +4,13 @@ settings (seed: Auth / Identity, Console Notification Settings)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from asyncpg import Record
 
-from api.auth import actor, require
+from api.auth import actor, require, unauthenticated
 from api.body import read_json
 from api.errors import ApiError
 from api.models.auth import OkResponse, UserResponse
@@ -28,6 +29,7 @@ from api.sessions import clear_session_cookie
 from api.state import services
 from kubebyon.db import audit
 from kubebyon.db import clusters as clusters_db
+from kubebyon.db.database import Conn
 from kubebyon.domain.images import MAX_AVATAR_BYTES, AvatarProblem, AvatarTooLarge, clean_avatar
 from kubebyon.domain.passwords import verify_password
 
@@ -37,6 +39,22 @@ AVATAR_FIELDS = ("avatar", "file")
 # Boundaries and part headers around the image; beyond this the upload is too large.
 MULTIPART_OVERHEAD = 16 * 1024
 MAX_PARTS = 8  # parts read before giving up on finding the image
+
+
+async def _record_own_change(
+    conn: Conn, request: web.Request, action: str, message: str, extra: dict[str, Any] | None = None
+) -> None:
+    """Audit a change the caller made to their own account (in its transaction)."""
+    principal = require(request)
+    await audit.record(
+        conn,
+        actor(request),
+        resource_type="user",
+        action=action,
+        resource_id=principal.user_id,
+        message=message,
+        extra=extra,
+    )
 
 
 @routes.route(
@@ -61,14 +79,12 @@ async def update_profile(request: web.Request) -> web.Response:
             body.locale,
         )
         if row is None:
-            raise ApiError(401, "authentication required", "unauthenticated")
-        await audit.record(
+            raise unauthenticated()
+        await _record_own_change(
             conn,
-            actor(request),
-            resource_type="user",
-            action="update_profile",
-            resource_id=principal.user_id,
-            message=f"{principal.email} updated their profile ({', '.join(changed)})",
+            request,
+            "update_profile",
+            f"{principal.email} updated their profile ({', '.join(changed)})",
             extra={"fields": changed},
         )
     return user_response(row)
@@ -128,14 +144,9 @@ async def upload_avatar(request: web.Request) -> web.Response:
     async with svc.db.transaction() as conn:
         row = await conn.fetchrow(svc.db.q.set_avatar, principal.user_id, image, content_type)
         if row is None:
-            raise ApiError(401, "authentication required", "unauthenticated")
-        await audit.record(
-            conn,
-            actor(request),
-            resource_type="user",
-            action="update_avatar",
-            resource_id=principal.user_id,
-            message=f"{principal.email} changed their avatar",
+            raise unauthenticated()
+        await _record_own_change(
+            conn, request, "update_avatar", f"{principal.email} changed their avatar"
         )
     return user_response(row)
 
@@ -176,7 +187,7 @@ async def delete_current_user(request: web.Request) -> web.Response:
     body = await read_json(request, DeleteAccountRequest)
     user = await db.fetchrow(db.q.get_user, principal.user_id)
     if user is None:
-        raise ApiError(401, "authentication required", "unauthenticated")
+        raise unauthenticated()
     if user["password_hash"] is None:
         raise ApiError(
             409,
@@ -187,19 +198,14 @@ async def delete_current_user(request: web.Request) -> web.Response:
         raise ApiError(401, "the password is not correct", "invalid_credentials")
     async with db.transaction() as conn:
         if await conn.fetchval(db.q.soft_delete_user, principal.user_id) is None:
-            raise ApiError(401, "authentication required", "unauthenticated")
+            raise unauthenticated()
         await conn.execute(db.q.revoke_user_sessions, principal.user_id, None)
         await conn.execute(db.q.revoke_user_api_keys, principal.user_id)
         await clusters_db.delete_all_of_owner(conn, principal.user_id, actor=actor(request))
-        await audit.record(
-            conn,
-            actor(request),
-            resource_type="user",
-            action="delete_current_user",
-            resource_id=principal.user_id,
-            message=f"{principal.email} deleted their account",
+        await _record_own_change(
+            conn, request, "delete_current_user", f"{principal.email} deleted their account"
         )
-    response = web.json_response(OkResponse().model_dump())
+    response = json_model(OkResponse())
     clear_session_cookie(response, secure=(await svc.system_settings.get()).secure_cookies)
     return response
 

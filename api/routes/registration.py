@@ -28,7 +28,7 @@ from api.models.registration import (
 )
 from api.openapi import RouteTable
 from api.ratelimits import enforce
-from api.responses import user_response
+from api.responses import json_model, user_response
 from api.sessions import attach_session, start_session
 from api.state import Services, services
 from kubebyon.db import audit
@@ -277,7 +277,7 @@ async def reset_password(request: web.Request) -> web.Response:
             )
     if not ok or user is None:
         raise _invalid_code()
-    return web.json_response(OkResponse().model_dump())
+    return json_model(OkResponse())
 
 
 @routes.route(

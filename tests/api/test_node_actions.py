@@ -4,7 +4,6 @@ worker (reconcilers/node_jobs.py) then acts on the host Node in the fake host AP
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,11 +15,9 @@ from api.state import Services
 from kubebyon.adapters.kube import Kube
 from kubebyon.db.database import Database
 from kubebyon.domain.ids import new_id
-from kubebyon.runtime.driver import Runtime
-from kubebyon.runtime.jobs import JobLoop
-from reconcilers.node_jobs import node_job_handlers
 from tests.api.conftest import MakeUser, User, login
 from tests.fakes.kube_api import FakeKubeAPI
+from tests.integration.test_drain import worker as drain_worker
 from tests.support import wait_until
 
 NODES = "/api/console/nodes"
@@ -81,23 +78,8 @@ async def host() -> AsyncIterator[FakeKubeAPI]:
 async def worker(db: Database, host: FakeKubeAPI) -> AsyncIterator[None]:
     """The job worker, as ``kubebyon serve`` runs it, on the fake host."""
     kube = Kube(await host.api_client(), attempts=2, backoff=0.01, timeout=5)
-    jobs = JobLoop(
-        db,
-        node_job_handlers(kube, drain_timeout=10, retry_seconds=0.05),
-        worker_id="w1",
-        lease_seconds=10,
-        idle_poll_seconds=0.5,
-        max_attempts=3,
-        backoff_base=0.05,
-        backoff_cap=0.1,
-        rng=random.Random(7),
-    )
-    runtime = Runtime(db, [], extra_loops=[jobs], lease_seconds=10, idle_poll_seconds=0.5)
-    await runtime.start()
-    try:
+    async with drain_worker(db, kube, drain_timeout=10):
         yield
-    finally:
-        await runtime.stop(grace=5)
 
 
 async def finished(db: Database, job_id: str) -> Any:
